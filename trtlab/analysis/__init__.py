@@ -1,0 +1,1 @@
+"""Analyses: each takes engines (through the Backend/Engine contract) and returns data."""

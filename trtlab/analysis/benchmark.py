@@ -1,0 +1,213 @@
+"""Benchmark: warm-up, then timed iterations or a duration; latency statistics and a trtexec-style summary."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..backends.base import Engine
+    from ..events import Reporter
+
+PERCENTILES = (90, 95, 99)
+
+
+def latency_stats(latencies_ms: np.ndarray) -> dict[str, float]:
+    """min, mean, median, p90, p95, p99, max and std of latencies in ms."""
+    a = np.asarray(latencies_ms, dtype=np.float64)
+    if a.size == 0:
+        raise ConfigError("no latencies to summarise: run at least one iteration")
+    out = {"min": float(a.min()), "mean": float(a.mean()), "median": float(np.median(a))}
+    out.update({f"p{p}": float(np.percentile(a, p)) for p in PERCENTILES})
+    out.update({"max": float(a.max()), "std": float(a.std())})
+    return out
+
+
+@dataclass
+class BenchmarkResult:
+    """Latencies of one benchmark run, with statistics, throughput and optional device times and utilization."""
+
+    engine: str
+    batch: int
+    latencies_ms: np.ndarray
+    starts_s: np.ndarray
+    wall_s: float
+    warmup: int = 0
+    device_ms: np.ndarray | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    device: str = "CPU"
+    utilization: dict[str, Any] | None = None
+    samples: pd.DataFrame | None = None
+    mode: str = "sync"
+
+    @property
+    def iterations(self) -> int:
+        """Number of timed iterations."""
+        return int(self.latencies_ms.size)
+
+    @property
+    def stats(self) -> dict[str, float]:
+        """Host latency statistics in ms."""
+        return latency_stats(self.latencies_ms)
+
+    @property
+    def device_stats(self) -> dict[str, float] | None:
+        """Device (GPU compute) time statistics in ms, when measured."""
+        return None if self.device_ms is None or not len(self.device_ms) else latency_stats(self.device_ms)
+
+    @property
+    def throughput(self) -> float:
+        """Inferences per second over the timed loop (trtexec's qps)."""
+        return self.iterations / self.wall_s if self.wall_s > 0 else float("nan")
+
+    @property
+    def samples_per_s(self) -> float:
+        """Samples (batch items) per second."""
+        return self.throughput * self.batch
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per iteration: iteration, start_s (from the first), latency_ms, device_ms."""
+        f = pd.DataFrame({"iteration": np.arange(self.iterations),
+                          "start_s": self.starts_s - (self.starts_s[0] if self.iterations else 0.0),
+                          "latency_ms": self.latencies_ms})
+        if self.device_ms is not None:
+            f["device_ms"] = self.device_ms
+        return f
+
+    def summary(self) -> dict[str, Any]:
+        """Flat dict of the headline figures (what sweeps and reports tabulate)."""
+        s = {"engine": self.engine, "device": self.device, "batch": self.batch, "iterations": self.iterations,
+             "throughput_ips": self.throughput, "samples_per_s": self.samples_per_s,
+             **{f"latency_{k}_ms": v for k, v in self.stats.items()}}
+        if self.device_stats:
+            s.update({f"device_{k}_ms": v for k, v in self.device_stats.items()})
+        if self.utilization:
+            s.update({f"util_{k}": v for k, v in self.utilization.items() if isinstance(v, (int, float))})
+        return s
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (what the workspace stores)."""
+        return {"kind": "benchmark", **self.summary(), "config": self.config, "wall_s": self.wall_s,
+                "warmup": self.warmup, "mode": self.mode, "utilization": self.utilization,
+                "latencies_ms": self.latencies_ms.tolist(), "starts_s": self.starts_s.tolist(),
+                "device_ms": None if self.device_ms is None else self.device_ms.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "BenchmarkResult":
+        """Inverse of to_dict()."""
+        dev = d.get("device_ms")
+        return cls(d["engine"], d["batch"], np.asarray(d["latencies_ms"]), np.asarray(d["starts_s"]), d["wall_s"],
+                   d.get("warmup", 0), None if dev is None else np.asarray(dev), d.get("config", {}),
+                   d.get("device", "CPU"), d.get("utilization"), None, d.get("mode", "sync"))
+
+    def __str__(self) -> str:
+        s = self.stats
+
+        def line(label: str, st: dict[str, float]) -> str:
+            return (f"[I] {label}: min = {st['min']:.5g} ms, max = {st['max']:.5g} ms, mean = {st['mean']:.5g} ms, "
+                    f"median = {st['median']:.5g} ms, percentile(90%) = {st['p90']:.5g} ms, percentile(95%) = "
+                    f"{st['p95']:.5g} ms, percentile(99%) = {st['p99']:.5g} ms")
+        out = ["[I] === Performance summary ===", f"[I] Engine: {self.engine} on {self.device}",
+               f"[I] Throughput: {self.throughput:.5g} qps ({self.samples_per_s:.5g} samples/s at batch {self.batch})",
+               line("Latency", s)]
+        if self.device_stats:
+            out.append(line("GPU Compute Time", self.device_stats))
+        out.append(f"[I] Total Host Walltime: {self.wall_s:.5g} s ({self.iterations} iterations after "
+                   f"{self.warmup} warm-up)")
+        cv = s["std"] / s["mean"] * 100 if s["mean"] else 0.0
+        out.append(f"[I] Latency coefficient of variance: {cv:.3g} %")
+        if self.utilization:
+            u = self.utilization
+            out.append(f"[I] Utilization ({u.get('source', '')}): mean {u.get('mean_util', float('nan')):.1f} %, "
+                       f"peak {u.get('peak_util', float('nan')):.1f} %")
+        return "\n".join(out)
+
+    def __repr__(self) -> str:
+        s = self.stats
+        return (f"<BenchmarkResult {self.engine}: {self.throughput:.1f} qps, median {s['median']:.3f} ms, "
+                f"p99 {s['p99']:.3f} ms over {self.iterations} iterations>")
+
+    def _repr_html_(self) -> str:
+        from html import escape
+        s = self.stats
+        cells = [("throughput", f"{self.throughput:.1f} qps ({self.samples_per_s:.1f} samples/s)")]
+        cells += [(k, f"{v:.4f} ms") for k, v in s.items()]
+        if self.device_stats:
+            cells.append(("GPU compute median", f"{self.device_stats['median']:.4f} ms"))
+        rows = "".join(f"<tr><td>{escape(k)}</td><td>{escape(v)}</td></tr>" for k, v in cells)
+        return (f"<b>Benchmark</b> {escape(self.engine)} on {escape(self.device)}, batch {self.batch}, "
+                f"{self.iterations} iterations<table>{rows}</table>")
+
+
+def run_benchmark(engine: "Engine", feeds: Mapping[str, np.ndarray] | None = None, iterations: int | None = None,
+                  duration: float | None = None, warmup: int = 10, seed: int = 0, reporter: "Reporter | None" = None,
+                  monitor: Any = None, device_time: bool = True) -> BenchmarkResult:
+    """Time `engine` on `feeds` (seeded random when None) for `iterations` runs or `duration` seconds."""
+    if iterations is None and duration is None:
+        iterations = 100
+    if iterations is not None and iterations <= 0:
+        raise ConfigError(f"iterations must be positive, got {iterations}")
+    if duration is not None and duration <= 0:
+        raise ConfigError(f"duration must be positive seconds, got {duration}")
+    feeds = engine.check_feeds(feeds) if feeds is not None else engine.random_feeds(seed)
+    run = engine.runner(feeds)
+    for i in range(warmup):
+        run()
+        if reporter and (i & 7) == 0:
+            reporter.update(0, iterations, "warming up")
+    timer = engine.device_timer() if device_time else None
+    cap = iterations if iterations is not None else 1 << 20
+    lat = np.empty(cap, dtype=np.float64)
+    starts = np.empty(cap, dtype=np.float64)
+    dev = np.empty(cap, dtype=np.float64) if timer else None
+    pc = time.perf_counter
+    deadline = pc() + duration if duration is not None else float("inf")
+    next_report = pc() + 0.25
+    n = 0
+    t_begin = pc()
+    # the loop body is kept to perf_counter + run so the harness costs next to nothing
+    while n < cap:
+        if timer:
+            timer.start()
+            t0 = pc()
+            run()
+            t1 = pc()
+            dev[n] = timer.stop()
+        else:
+            t0 = pc()
+            run()
+            t1 = pc()
+        lat[n] = t1 - t0
+        starts[n] = t0
+        n += 1
+        if t1 >= next_report:
+            next_report = t1 + 0.25
+            if reporter:
+                reporter.update(n if iterations else t1 - t_begin, iterations or duration, "benchmarking")
+            if t1 >= deadline:
+                break
+        elif t1 >= deadline:
+            break
+    wall = pc() - t_begin
+    batch = next((int(a.shape[0]) for a in feeds.values() if a.ndim), 1)
+    util = samples = None
+    if monitor is not None:
+        samples = monitor.window(float(starts[0]), float(starts[n - 1] + lat[n - 1]))
+        util = monitor.summary(float(starts[0]), float(starts[n - 1] + lat[n - 1]))
+        samples = pd.DataFrame(samples) if samples is not None else None
+    return BenchmarkResult(engine=engine.name, batch=batch, latencies_ms=lat[:n] * 1e3, starts_s=starts[:n],
+                           wall_s=wall, warmup=warmup, device_ms=None if dev is None else dev[:n],
+                           config=engine.config.to_dict(), device=engine.device, utilization=util,
+                           samples=samples)
+
+
+def load_benchmark(path: str) -> BenchmarkResult:
+    """Read a benchmark JSON written by the workspace."""
+    with open(path) as fh:
+        return BenchmarkResult.from_dict(json.load(fh))

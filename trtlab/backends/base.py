@@ -1,0 +1,185 @@
+"""The backend contract: a Backend builds an Engine from a (typed) ONNX variant; an Engine runs and profiles."""
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+import numpy as np
+
+from ..config import BuildConfig
+from ..errors import InputError
+from ..model import Model, TensorInfo
+
+if TYPE_CHECKING:
+    import onnx
+    import pandas as pd
+
+    from ..analysis.layers import LayerProfile
+    from ..events import Reporter
+
+
+@dataclass
+class Variant:
+    """The model as a backend will build it: precision transform and marked outputs applied."""
+
+    model: "onnx.ModelProto"
+    precision: str = "fp32"
+    marked_outputs: list[str] = field(default_factory=list)
+    fp32_layers: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    weight_report: Any = None
+
+
+class Engine(ABC):
+    """A built engine: run it, time it, look inside it. Subclasses wrap one backend's runtime object."""
+
+    backend_name: str = "?"
+
+    def __init__(self, config: BuildConfig, model: Model, variant: Variant, metadata: dict[str, Any]) -> None:
+        self.config = config
+        self.model = model
+        self.variant = variant
+        self.metadata = metadata
+        self.input_shapes: dict[str, tuple[int, ...]] = {}
+        self._closed = False
+        self._lock = threading.Lock()
+
+    # ---- description -----------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """Readable label, e.g. 'resnet50 onnxruntime fp16 batch=8'."""
+        return f"{self.model.name} {self.config.describe()}"
+
+    @property
+    @abstractmethod
+    def inputs(self) -> list[TensorInfo]:
+        """Input tensors (names, shapes, dtypes) as the engine sees them."""
+
+    @property
+    @abstractmethod
+    def outputs(self) -> list[TensorInfo]:
+        """Output tensors, marked outputs included."""
+
+    @property
+    def device(self) -> str:
+        """Where it runs, e.g. 'CPU' or 'NVIDIA H100 80GB HBM3'."""
+        return str(self.metadata.get("device", "CPU"))
+
+    # ---- running ---------------------------------------------------------------------------
+    @abstractmethod
+    def run(self, feeds: Mapping[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        """Run one inference: dict of input arrays in, dict of output arrays out. Thread-safe."""
+
+    def runner(self, feeds: Mapping[str, np.ndarray]) -> Callable[[], Any]:
+        """A zero-argument callable running one inference on prepared feeds, for timing loops."""
+        feeds = self.check_feeds(feeds)
+        return lambda: self.run(feeds)
+
+    def device_timer(self) -> Any:
+        """An object with `start()`/`stop() -> ms` measuring device time, or None when not available."""
+        return None
+
+    @abstractmethod
+    def profile_layers(self, feeds: Mapping[str, np.ndarray], runs: int = 20, warmup: int = 3,
+                       reporter: "Reporter | None" = None) -> "LayerProfile":
+        """Per-layer times of the executed graph over `runs` inferences."""
+
+    def layers(self) -> "pd.DataFrame":
+        """The executed graph: one row per executed layer (fused layers as the fused node)."""
+        return self.model.graph()
+
+    def save(self, path: str | Path) -> Path:
+        """Write the engine (plan or model) and its metadata JSON beside it."""
+        raise NotImplementedError(f"{self.backend_name} engines cannot be saved")
+
+    def close(self) -> None:
+        """Release runtime resources now (buffers, sessions)."""
+        self._closed = True
+
+    @property
+    def size_bytes(self) -> int:
+        """Size of the serialized engine (plan, or variant model) in bytes."""
+        return int(self.metadata.get("size_bytes", 0))
+
+    # ---- input checking --------------------------------------------------------------------
+    def check_feeds(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Validate names, dtypes and ranks of a feed dict; cast safe dtypes; raise InputError otherwise."""
+        if not isinstance(feeds, Mapping):
+            raise InputError(f"feeds must be a dict of input name -> numpy array, got {type(feeds).__name__}")
+        expected = {i.name: i for i in self.inputs}
+        unknown = sorted(set(feeds) - set(expected))
+        missing = sorted(set(expected) - set(feeds))
+        if unknown or missing:
+            raise InputError(f"{self.name}: inputs {unknown or ''} are not model inputs and {missing or ''} are "
+                             f"missing; the engine takes {sorted(expected)}")
+        out = {}
+        for name, value in feeds.items():
+            info = expected[name]
+            arr = np.asarray(value)
+            want = np.dtype(info.dtype) if info.dtype != "bfloat16" else np.dtype(np.float32)
+            if arr.dtype != want:
+                if np.can_cast(arr.dtype, want, casting="same_kind"):
+                    arr = arr.astype(want)
+                else:
+                    raise InputError(f"{self.name}: input {name!r} must be {want.name}, got {arr.dtype.name}; "
+                                     f"convert with .astype(np.{want.name})")
+            if info.shape is not None:
+                if arr.ndim != len(info.shape):
+                    raise InputError(f"{self.name}: input {name!r} must have rank {len(info.shape)} "
+                                     f"(shape {list(info.shape)}), got shape {list(arr.shape)}")
+                for axis, (d, got) in enumerate(zip(info.shape, arr.shape)):
+                    if isinstance(d, int) and d > 0 and d != got:
+                        raise InputError(f"{self.name}: input {name!r} must have size {d} at axis {axis} "
+                                         f"(shape {list(info.shape)}), got shape {list(arr.shape)}")
+            out[name] = np.ascontiguousarray(arr)
+        return out
+
+    def random_feeds(self, seed: int = 0) -> dict[str, np.ndarray]:
+        """Seeded random inputs of the engine's default (opt) shapes."""
+        return self.model.random_inputs(self.input_shapes, seed=seed)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} on {self.device}>"
+
+    def _repr_html_(self) -> str:
+        from html import escape
+        rows = "".join(f"<tr><td>{escape(k)}</td><td>{escape(str(v))}</td></tr>" for k, v in [
+            ("backend", self.backend_name), ("precision", self.config.precision), ("device", self.device),
+            ("inputs", ", ".join(f"{i.name} {list(i.shape or [])} {i.dtype}" for i in self.inputs)),
+            ("outputs", f"{len(self.outputs)}: " + ", ".join(o.name for o in self.outputs[:6])
+             + (" ..." if len(self.outputs) > 6 else "")),
+            ("size", f"{self.size_bytes / 2**20:.1f} MiB"),
+            ("build time", f"{self.metadata.get('build_seconds', 0):.2f} s")])
+        return f"<b>Engine</b> {escape(self.name)}<table>{rows}</table>"
+
+
+class Backend(ABC):
+    """Builds engines from variants. `available()` says whether it can run here, and why not."""
+
+    name: str = "?"
+    precisions: tuple[str, ...] = ("fp32",)
+
+    @classmethod
+    @abstractmethod
+    def available(cls) -> tuple[bool, str]:
+        """(True, version) when usable here, else (False, the reason and the fix)."""
+
+    @abstractmethod
+    def build(self, model: Model, variant: Variant, config: BuildConfig, reporter: "Reporter") -> Engine:
+        """Build an engine for `config` from `variant` (a typed ONNX model)."""
+
+    def load(self, model: Model, variant: Variant, config: BuildConfig, record_dir: Path,
+             metadata: dict[str, Any], reporter: "Reporter") -> Engine:
+        """Reload an engine cached in the workspace (default: build again from the stored variant)."""
+        return self.build(model, variant, config, reporter)
+
+    def options(self) -> dict[str, Any]:
+        """Backend options the UI and tune() can offer: name -> list of choices or a default value."""
+        return {}
+
+    def versions(self) -> dict[str, str]:
+        """Library versions that the engine depends on (recorded in its metadata)."""
+        return {}

@@ -1,0 +1,304 @@
+"""ONNX Runtime backend: the embedded default (CPU), with the CUDA provider when onnxruntime-gpu and a GPU are present."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+import numpy as np
+
+from ..config import BuildConfig
+from ..errors import BackendUnavailableError, BuildError, ConfigError, InputError, PrecisionNotSupportedError, UnsupportedOpsetError
+from ..model import Model, TensorInfo
+from .base import Backend, Engine, Variant
+
+if TYPE_CHECKING:
+    from ..analysis.layers import LayerProfile
+    from ..events import Reporter
+
+PROVIDER_ALIASES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+                    "tensorrt": "TensorrtExecutionProvider", "dml": "DmlExecutionProvider",
+                    "coreml": "CoreMLExecutionProvider", "openvino": "OpenVINOExecutionProvider"}
+GRAPH_LEVELS = ("disable", "basic", "extended", "layout", "all")
+
+
+def _ort():
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise BackendUnavailableError(f"onnxruntime is not installed ({exc}): pip install onnxruntime") from None
+    return onnxruntime
+
+
+def provider_names(requested: tuple[str, ...] | list[str] | None) -> list[str]:
+    """Full provider names for short aliases; default: CUDA when present, then CPU."""
+    ort = _ort()
+    available = ort.get_available_providers()
+    if not requested:
+        return (["CUDAExecutionProvider"] if "CUDAExecutionProvider" in available and cuda_device_count() > 0
+                else []) + ["CPUExecutionProvider"]
+    names = [PROVIDER_ALIASES.get(p.lower(), p) for p in requested]
+    for n in names:
+        if n not in available:
+            raise BackendUnavailableError(
+                f"ONNX Runtime provider {n} is not available here (available: {', '.join(available)}); "
+                + ("install onnxruntime-gpu on a machine with an NVIDIA GPU and driver" if n == "CUDAExecutionProvider"
+                   else "install the onnxruntime build that has it"))
+    if n == "CUDAExecutionProvider" and cuda_device_count() == 0:
+        raise BackendUnavailableError("CUDAExecutionProvider is installed but no NVIDIA GPU is visible: "
+                                      "use providers=['cpu'] or run on a GPU machine")
+    if "CPUExecutionProvider" not in names:
+        names.append("CPUExecutionProvider")  # fallback for nodes the GPU provider lacks, as ORT does
+    return names
+
+
+def cuda_device_count() -> int:
+    """Number of NVIDIA GPUs NVML sees (0 without a driver)."""
+    try:
+        import pynvml
+        pynvml.nvmlInit()
+        return int(pynvml.nvmlDeviceGetCount())
+    except Exception:
+        return 0
+
+
+def _numpy_dtype(ort_type: str) -> str:
+    t = ort_type.removeprefix("tensor(").removesuffix(")")
+    return {"float": "float32", "double": "float64", "float16": "float16", "bfloat16": "bfloat16",
+            "bool": "bool", "string": "object"}.get(t, t)
+
+
+def _info(arg: Any) -> TensorInfo:
+    shape = tuple(d if isinstance(d, int) else (d or None) for d in arg.shape) if arg.shape is not None else None
+    return TensorInfo(arg.name, shape, _numpy_dtype(arg.type))
+
+
+class OrtEngine(Engine):
+    """An ONNX Runtime InferenceSession over the variant model."""
+
+    backend_name = "onnxruntime"
+
+    def __init__(self, config: BuildConfig, model: Model, variant: Variant, metadata: dict[str, Any],
+                 session: Any, session_options: Any, providers: list, provider_options: list) -> None:
+        super().__init__(config, model, variant, metadata)
+        self.session = session
+        self._session_options = session_options
+        self._providers = providers
+        self._provider_options = provider_options
+        self._inputs = [_info(a) for a in session.get_inputs()]
+        self._outputs = [_info(a) for a in session.get_outputs()]
+        self.on_cuda = session.get_providers()[0] == "CUDAExecutionProvider"
+        self.io_binding = bool(config.option("io_binding", True)) and self.on_cuda
+
+    @property
+    def inputs(self) -> list[TensorInfo]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> list[TensorInfo]:
+        return self._outputs
+
+    @property
+    def providers(self) -> list[str]:
+        """Providers the session actually uses, in priority order."""
+        return self.session.get_providers()
+
+    def run(self, feeds: Mapping[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        feeds = self.check_feeds(feeds)
+        names = outputs or [o.name for o in self._outputs]
+        try:
+            values = self.session.run(names, feeds)
+        except Exception as exc:
+            raise InputError(f"{self.name}: ONNX Runtime rejected the inputs "
+                             f"({ {k: list(v.shape) for k, v in feeds.items()} }): {str(exc).splitlines()[0]}") from None
+        return dict(zip(names, values))
+
+    def runner(self, feeds: Mapping[str, np.ndarray]) -> Callable[[], Any]:
+        feeds = self.check_feeds(feeds)
+        if not self.io_binding:
+            # exactly what a hand-written loop calls, so the harness adds nothing
+            run, names = self.session.run, None
+            return lambda: run(names, feeds)
+        ort = _ort()
+        binding = self.session.io_binding()
+        for name, arr in feeds.items():
+            binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(arr, "cuda", 0))
+        for o in self._outputs:
+            binding.bind_output(o.name, "cuda", 0)
+        run_bound, sync = self.session.run_with_iobinding, binding.synchronize_outputs
+        return lambda: (run_bound(binding), sync())
+
+    def device_timer(self) -> Any:
+        if not self.on_cuda:
+            return None
+        try:
+            import cupy  # events on the default stream bracket ORT's synchronous run
+        except ImportError:
+            return None
+        return _CupyTimer(cupy)
+
+    def profile_layers(self, feeds: Mapping[str, np.ndarray], runs: int = 20, warmup: int = 3,
+                       reporter: "Reporter | None" = None) -> "LayerProfile":
+        from ..analysis.layers import parse_ort_profile
+        ort = _ort()
+        feeds = self.check_feeds(feeds)
+        with tempfile.TemporaryDirectory(prefix="trtlab-prof-") as tmp:
+            so = _session_options(self.config)
+            so.enable_profiling = True
+            so.profile_file_prefix = os.path.join(tmp, "ort")
+            so.optimized_model_filepath = os.path.join(tmp, "optimized.onnx")
+            sess = ort.InferenceSession(self.variant.model.SerializeToString(), so, providers=self._providers,
+                                        provider_options=self._provider_options)
+            total = warmup + runs
+            for i in range(total):
+                sess.run(None, feeds)
+                if reporter:
+                    reporter.update(i + 1, total, "profiling")
+            path = sess.end_profiling()
+            events = json.loads(Path(path).read_text())
+            optimized = None
+            opt_path = Path(so.optimized_model_filepath)
+            if opt_path.exists():
+                import onnx
+                optimized = onnx.load(str(opt_path), load_external_data=False)
+        return parse_ort_profile(events, skip_runs=warmup, original=self.variant.model, optimized=optimized,
+                                 engine=self.name, batch=_batch_of(feeds))
+
+    def layers(self):
+        """The graph ONNX Runtime executes after its optimizations (fused nodes as one row)."""
+        import onnx
+        from ..model import Model as _M
+        with tempfile.TemporaryDirectory(prefix="trtlab-opt-") as tmp:
+            so = _session_options(self.config)
+            so.optimized_model_filepath = os.path.join(tmp, "optimized.onnx")
+            _ort().InferenceSession(self.variant.model.SerializeToString(), so, providers=self._providers,
+                                    provider_options=self._provider_options)
+            proto = onnx.load(so.optimized_model_filepath, load_external_data=False)
+        return _M(proto, name=self.model.name + " (optimized)").graph()
+
+    def save(self, path: str | Path) -> Path:
+        """Save the variant ONNX model (what this backend builds from) and metadata JSON beside it."""
+        import onnx
+        path = Path(path)
+        onnx.save(self.variant.model, str(path))
+        Path(str(path) + ".json").write_text(json.dumps({"config": self.config.to_dict(), **self.metadata},
+                                                        indent=2, default=str))
+        return path
+
+    def close(self) -> None:
+        self.session = None
+        super().close()
+
+
+class _CupyTimer:
+    """Device time with CUDA events on the current stream."""
+
+    def __init__(self, cupy: Any) -> None:
+        self._start, self._stop = cupy.cuda.Event(), cupy.cuda.Event()
+        self._cupy = cupy
+
+    def start(self) -> None:
+        self._start.record()
+
+    def stop(self) -> float:
+        self._stop.record()
+        self._stop.synchronize()
+        return float(self._cupy.cuda.get_elapsed_time(self._start, self._stop))
+
+
+def _batch_of(feeds: Mapping[str, np.ndarray]) -> int | None:
+    for arr in feeds.values():
+        return int(arr.shape[0]) if arr.ndim else None
+    return None
+
+
+def _session_options(config: BuildConfig) -> Any:
+    ort = _ort()
+    so = ort.SessionOptions()
+    level = config.option("graph_optimization", "all")
+    if level not in GRAPH_LEVELS:
+        raise ConfigError(f"graph_optimization={level!r} is not one of {', '.join(GRAPH_LEVELS)}")
+    so.graph_optimization_level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "layout": getattr(ort.GraphOptimizationLevel, "ORT_ENABLE_LAYOUT", ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED),
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[level]
+    if config.threads:
+        so.intra_op_num_threads = int(config.threads)
+    if config.inter_op_threads:
+        so.inter_op_num_threads = int(config.inter_op_threads)
+        so.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+    so.log_severity_level = 3
+    return so
+
+
+class OnnxRuntimeBackend(Backend):
+    """Builds InferenceSessions; options: graph_optimization, io_binding, cuda_options (provider options)."""
+
+    name = "onnxruntime"
+    precisions = ("fp32", "fp16", "bf16", "int8", "int8+fp16")
+
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        try:
+            ort = _ort()
+        except BackendUnavailableError as exc:
+            return False, str(exc)
+        return True, f"onnxruntime {ort.__version__} ({', '.join(ort.get_available_providers())})"
+
+    def versions(self) -> dict[str, str]:
+        return {"onnxruntime": _ort().__version__}
+
+    def options(self) -> dict[str, Any]:
+        providers = [p for p, full in PROVIDER_ALIASES.items() if full in _ort().get_available_providers()]
+        return {"providers": providers, "graph_optimization": list(GRAPH_LEVELS), "threads": None,
+                "io_binding": [True, False],
+                "cuda_options": {"cudnn_conv_algo_search": ["EXHAUSTIVE", "HEURISTIC", "DEFAULT"],
+                                 "prefer_nhwc": ["0", "1"], "enable_cuda_graph": ["0", "1"]}}
+
+    def build(self, model: Model, variant: Variant, config: BuildConfig, reporter: "Reporter") -> Engine:
+        ort = _ort()
+        if config.precision == "fp8":
+            raise PrecisionNotSupportedError(
+                "ONNX Runtime has no FP8 convolution/matmul kernels on the CPU or CUDA providers: build fp8 with "
+                "backend='tensorrt' on a Hopper/Ada GPU, or use int8")
+        providers = provider_names(config.providers)
+        cuda_opts = dict(config.option("cuda_options", ()) or ())
+        if cuda_opts and "CUDAExecutionProvider" not in providers:
+            raise ConfigError("cuda_options were given but the CUDA provider is not used: pass providers=['cuda']")
+        provider_options = [{k: str(v) for k, v in cuda_opts.items()} if p == "CUDAExecutionProvider" else {}
+                            for p in providers]
+        so = _session_options(config)
+        reporter.update(0, 2, "creating ONNX Runtime session")
+        reporter.write("info", f"building {config.describe()} with providers {providers}", "onnxruntime")
+        t0 = time.perf_counter()
+        data = variant.model.SerializeToString()
+        try:
+            session = ort.InferenceSession(data, so, providers=providers, provider_options=provider_options)
+        except Exception as exc:
+            text = str(exc)
+            if "opset" in text.lower():
+                raise UnsupportedOpsetError(f"{model.name}: ONNX Runtime {ort.__version__} cannot run this "
+                                            f"model's opset: {text.splitlines()[-1]}") from None
+            if "NOT_IMPLEMENTED" in text or "Could not find an implementation" in text:
+                kind = PrecisionNotSupportedError if config.precision != "fp32" else BuildError
+                raise kind(f"{model.name} ({config.precision}): ONNX Runtime {ort.__version__} with "
+                           f"{providers[0]} lacks a kernel: {text.splitlines()[-1].strip()}. Pin that node to "
+                           f"fp32 (fp32_layers=[...]) or use another provider") from None
+            raise BuildError(f"{model.name}: ONNX Runtime could not create a session for {config.describe()}: "
+                             f"{text.splitlines()[-1].strip()}") from None
+        seconds = time.perf_counter() - t0
+        reporter.update(2, 2, "session ready")
+        used = session.get_providers()
+        device = "CPU"
+        if used[0] == "CUDAExecutionProvider":
+            from ..environment import gpu_names
+            names = gpu_names()
+            device = names[0] if names else "CUDA GPU"
+        metadata = {"backend": self.name, "versions": self.versions(), "providers": used, "device": device,
+                    "build_seconds": seconds, "size_bytes": len(data), "built_at": time.time()}
+        reporter.write("info", f"session ready in {seconds:.2f} s on {device} ({used[0]})", "onnxruntime")
+        return OrtEngine(config, model, variant, metadata, session, so, providers, provider_options)

@@ -1,0 +1,82 @@
+"""One exception hierarchy for everything trtlab refuses, each message naming the culprit and the fix."""
+from __future__ import annotations
+
+
+class TrtlabError(Exception):
+    """Base class of every error trtlab raises on purpose."""
+
+
+class ModelError(TrtlabError):
+    """The ONNX model is missing, unreadable, invalid or cannot be run as given."""
+
+
+class ModelTooLargeError(ModelError):
+    """The model exceeds protobuf's 2 GB limit and has no external data."""
+
+
+class UnsupportedOpsetError(ModelError):
+    """The model's opset is newer than the installed runtime can execute."""
+
+
+class DynamicShapeError(ModelError):
+    """An input has unknown dimensions that must be given (batch=, shapes=)."""
+
+
+class InputError(TrtlabError):
+    """Input data with wrong names, shapes or dtypes."""
+
+
+class ConfigError(TrtlabError):
+    """A build or analysis option that is invalid or conflicts with another."""
+
+
+class BackendUnavailableError(TrtlabError):
+    """The requested backend or provider is not installed or has no device here."""
+
+
+class PrecisionNotSupportedError(TrtlabError):
+    """The backend cannot run the requested precision (e.g. fp8 without the kernel)."""
+
+
+class BuildError(TrtlabError):
+    """Building an engine failed (parser errors, builder failure)."""
+
+
+class ParserError(BuildError):
+    """The ONNX parser rejected nodes; `.table` lists node, op type, code and message."""
+
+    def __init__(self, message: str, table: object = None) -> None:
+        super().__init__(message)
+        self.table = table
+
+
+class CancelledError(TrtlabError):
+    """A long operation was cancelled by the user."""
+
+
+class CalibrationError(TrtlabError):
+    """Calibration data or a calibration cache is invalid."""
+
+
+class CalibrationCacheError(CalibrationError):
+    """A calibration cache file is truncated, has a bad header or non-hex values."""
+
+
+class PlanError(TrtlabError):
+    """A serialized engine (plan) is missing, truncated or incompatible."""
+
+
+class PlanMismatchError(PlanError):
+    """A plan was built by another library version or for another GPU."""
+
+
+class CudaError(TrtlabError):
+    """A CUDA runtime call failed; the message names the CUDA error."""
+
+
+class WorkspaceError(TrtlabError):
+    """The workspace folder or one of its records is unusable."""
+
+
+class TrtexecFormatError(TrtlabError):
+    """A trtexec export file is not in the format trtexec writes."""

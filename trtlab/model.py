@@ -1,0 +1,371 @@
+"""Loading, validating and viewing ONNX models: the first step of the one data flow."""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from .errors import DynamicShapeError, ModelError, ModelTooLargeError, UnsupportedOpsetError
+
+_TWO_GB = 2**31
+ModelSource = Union[str, os.PathLike, bytes, onnx.ModelProto, "Model"]
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """A named tensor: shape (ints, or str/None for unknown dims) and numpy dtype name."""
+
+    name: str
+    shape: tuple[int | str | None, ...] | None
+    dtype: str
+
+    @property
+    def is_static(self) -> bool:
+        """True when every dimension is a known integer."""
+        return self.shape is not None and all(isinstance(d, int) for d in self.shape)
+
+
+def onnx_dtype_name(elem_type: int) -> str:
+    """numpy dtype name of an ONNX element type ('float32', 'int64', 'bfloat16', ...)."""
+    if elem_type == TensorProto.BFLOAT16:
+        return "bfloat16"
+    if elem_type in (TensorProto.FLOAT8E4M3FN, TensorProto.FLOAT8E4M3FNUZ, TensorProto.FLOAT8E5M2,
+                     TensorProto.FLOAT8E5M2FNUZ):
+        return TensorProto.DataType.Name(elem_type).lower()
+    try:
+        return np.dtype(helper.tensor_dtype_to_np_dtype(elem_type)).name
+    except Exception:
+        return TensorProto.DataType.Name(elem_type).lower()
+
+
+def _value_info(vi: onnx.ValueInfoProto) -> TensorInfo:
+    t = vi.type.tensor_type
+    shape = None
+    if t.HasField("shape"):
+        shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim)
+    return TensorInfo(vi.name, shape, onnx_dtype_name(t.elem_type))
+
+
+@lru_cache(maxsize=1)
+def onnxruntime_max_opset() -> int | None:
+    """Highest ai.onnx opset the installed onnxruntime officially runs (None if unknown)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    import re
+    g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 999)])
+    m.ir_version = 8
+    try:
+        ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        found = re.search(r"till opset (\d+)", str(exc))
+        return int(found.group(1)) if found else None
+    return None
+
+
+class Model:
+    """A checked ONNX model with inferred shapes, a hash, and a graph view."""
+
+    def __init__(self, proto: onnx.ModelProto, name: str = "model", path: Path | None = None) -> None:
+        self.proto = proto
+        self.name = name
+        self.path = path
+
+    # ---- loading -------------------------------------------------------------------------
+    @classmethod
+    def load(cls, source: ModelSource, name: str | None = None, check_runtime: bool = True) -> "Model":
+        """Load from a path, bytes or ModelProto; check it and infer shapes, or raise ModelError."""
+        if isinstance(source, Model):
+            return source
+        path: Path | None = None
+        if isinstance(source, onnx.ModelProto):
+            proto = source
+            label = name or (source.graph.name or "model")
+        elif isinstance(source, (bytes, bytearray)):
+            label = name or "model (bytes)"
+            proto = _parse(bytes(source), label)
+        else:
+            path = Path(source)
+            label = name or path.stem
+            proto = _read_file(path)
+        model = cls(proto, name=label, path=path)
+        model._validate(check_runtime)
+        return model
+
+    def _validate(self, check_runtime: bool) -> None:
+        where = str(self.path) if self.path else self.name
+        if not self.proto.graph.node and not self.proto.graph.output:
+            raise ModelError(f"{where} holds no graph: is it really an ONNX model? Export it again with torch.onnx.export or tf2onnx.")
+        opset = self.opset
+        if opset > onnx.defs.onnx_opset_version():
+            raise UnsupportedOpsetError(
+                f"{where} uses opset {opset} but the installed onnx knows opsets up to "
+                f"{onnx.defs.onnx_opset_version()}: upgrade onnx, or export the model with an older opset")
+        ort_max = onnxruntime_max_opset() if check_runtime else None
+        if ort_max is not None and opset > ort_max:
+            raise UnsupportedOpsetError(
+                f"{where} uses opset {opset} but the installed onnxruntime runs opsets up to {ort_max}: "
+                f"upgrade onnxruntime, or export with opset_version<={ort_max}")
+        try:
+            if self.proto.ByteSize() < _TWO_GB:
+                onnx.checker.check_model(self.proto)
+            elif self.path is not None:
+                onnx.checker.check_model(str(self.path))
+        except onnx.checker.ValidationError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise ModelError(f"{where} is not a valid ONNX model: {first}. Fix the exporter output "
+                             f"(onnx.checker.check_model shows the full report)") from None
+        try:
+            if self.proto.ByteSize() < _TWO_GB:
+                self.proto = onnx.shape_inference.infer_shapes(self.proto, data_prop=True)
+        except Exception as exc:  # shape inference failing is not fatal: shapes stay unknown
+            self.shape_inference_error = str(exc)
+
+    # ---- identity ------------------------------------------------------------------------
+    @cached_property
+    def hash(self) -> str:
+        """sha256 of the model's graph and weights (first 16 hex digits): names the workspace folder."""
+        h = hashlib.sha256()
+        g = self.proto.graph
+        for node in g.node:
+            h.update(node.SerializeToString(deterministic=True))
+        for init in g.initializer:
+            h.update(init.name.encode())
+            h.update(numpy_helper.to_array(init, base_dir=str(self.path.parent) if self.path else "").tobytes())
+        for vi in list(g.input) + list(g.output):
+            h.update(vi.SerializeToString(deterministic=True))
+        return h.hexdigest()[:16]
+
+    @property
+    def opset(self) -> int:
+        """The model's ai.onnx opset version."""
+        for imp in self.proto.opset_import:
+            if imp.domain in ("", "ai.onnx"):
+                return imp.version
+        return 0
+
+    # ---- tensors and nodes ---------------------------------------------------------------
+    @cached_property
+    def _initializer_names(self) -> set[str]:
+        return {i.name for i in self.proto.graph.initializer}
+
+    @property
+    def inputs(self) -> list[TensorInfo]:
+        """Graph inputs that are fed at run time (initializers excluded)."""
+        return [_value_info(v) for v in self.proto.graph.input if v.name not in self._initializer_names]
+
+    @property
+    def outputs(self) -> list[TensorInfo]:
+        """Graph outputs."""
+        return [_value_info(v) for v in self.proto.graph.output]
+
+    @cached_property
+    def value_infos(self) -> dict[str, TensorInfo]:
+        """Every tensor with a known type: inputs, outputs and inferred intermediates."""
+        g = self.proto.graph
+        out = {v.name: _value_info(v) for v in list(g.input) + list(g.value_info) + list(g.output)}
+        for init in g.initializer:
+            out[init.name] = TensorInfo(init.name, tuple(init.dims), onnx_dtype_name(init.data_type))
+        return out
+
+    @property
+    def node_names(self) -> list[str]:
+        """Node names in graph (topological) order."""
+        return [n.name for n in self.proto.graph.node]
+
+    def activation_names(self, float_only: bool = False) -> list[str]:
+        """Intermediate and output tensors in graph order (what can be marked as outputs)."""
+        seen: list[str] = []
+        known = set()
+        for node in self.proto.graph.node:
+            for o in node.output:
+                if o and o not in known:
+                    known.add(o)
+                    info = self.value_infos.get(o)
+                    if float_only and (info is None or info.dtype not in ("float32", "float16", "bfloat16", "float64")):
+                        continue
+                    seen.append(o)
+        return seen
+
+    def producers(self) -> dict[str, onnx.NodeProto]:
+        """Map tensor name -> the node that produces it."""
+        return {o: n for n in self.proto.graph.node for o in n.output if o}
+
+    def consumers(self) -> dict[str, list[onnx.NodeProto]]:
+        """Map tensor name -> nodes that read it."""
+        out: dict[str, list[onnx.NodeProto]] = {}
+        for n in self.proto.graph.node:
+            for i in n.input:
+                if i:
+                    out.setdefault(i, []).append(n)
+        return out
+
+    def graph(self):
+        """Nodes in topological order: name, op_type, inputs, outputs, output shapes and dtypes."""
+        import pandas as pd
+        rows = []
+        for i, n in enumerate(self.proto.graph.node):
+            outs = [self.value_infos.get(o) for o in n.output]
+            rows.append({"index": i, "name": n.name, "op_type": n.op_type, "domain": n.domain or "ai.onnx",
+                         "inputs": list(n.input), "outputs": list(n.output),
+                         "output_shapes": [list(o.shape) if o and o.shape is not None else None for o in outs],
+                         "output_dtypes": [o.dtype if o else None for o in outs]})
+        return pd.DataFrame(rows, columns=["index", "name", "op_type", "domain", "inputs", "outputs",
+                                           "output_shapes", "output_dtypes"])
+
+    def tensors(self):
+        """Every tensor: kind (input, initializer, activation, output), dtype, shape, producer, consumers."""
+        import pandas as pd
+        prod = {o: n.name for n in self.proto.graph.node for o in n.output}
+        cons = {k: [n.name for n in v] for k, v in self.consumers().items()}
+        outputs = {o.name for o in self.outputs}
+        names = [i.name for i in self.inputs] + [i.name for i in self.proto.graph.initializer] + self.activation_names()
+        rows = []
+        for name in names:
+            info = self.value_infos.get(name)
+            kind = ("initializer" if name in self._initializer_names else "input" if name not in prod
+                    else "output" if name in outputs else "activation")
+            rows.append({"name": name, "kind": kind, "dtype": info.dtype if info else None,
+                         "shape": list(info.shape) if info and info.shape is not None else None,
+                         "producer": prod.get(name), "consumers": cons.get(name, [])})
+        return pd.DataFrame(rows, columns=["name", "kind", "dtype", "shape", "producer", "consumers"])
+
+    @cached_property
+    def parameter_count(self) -> int:
+        """Number of weight values (initializer elements)."""
+        return int(sum(int(np.prod(i.dims)) if i.dims else 1 for i in self.proto.graph.initializer))
+
+    @cached_property
+    def parameter_bytes(self) -> int:
+        """Bytes of all weights."""
+        total = 0
+        for i in self.proto.graph.initializer:
+            n = int(np.prod(i.dims)) if i.dims else 1
+            total += n * helper.tensor_dtype_to_np_dtype(i.data_type).itemsize if i.data_type != TensorProto.BFLOAT16 else n * 2
+        return total
+
+    def summary(self) -> dict[str, Any]:
+        """Name, opset, node/op-type counts, inputs, outputs, parameters."""
+        ops: dict[str, int] = {}
+        for n in self.proto.graph.node:
+            ops[n.op_type] = ops.get(n.op_type, 0) + 1
+        return {"name": self.name, "path": str(self.path) if self.path else None, "hash": self.hash,
+                "opset": self.opset, "nodes": len(self.proto.graph.node), "op_types": ops,
+                "inputs": [i.__dict__ for i in self.inputs], "outputs": [o.__dict__ for o in self.outputs],
+                "parameters": self.parameter_count, "parameter_bytes": self.parameter_bytes}
+
+    # ---- shapes --------------------------------------------------------------------------
+    def resolve_input_shapes(self, batch: int | None = None, shapes: dict[str, tuple[int, ...]] | None = None,
+                             dims: dict[str, int] | None = None) -> dict[str, tuple[int, ...]]:
+        """Concrete shape of every input: explicit shapes, then named dims, then batch for the first dim."""
+        shapes = dict(shapes or {})
+        dims = dict(dims or {})
+        out: dict[str, tuple[int, ...]] = {}
+        for inp in self.inputs:
+            if inp.name in shapes:
+                out[inp.name] = tuple(int(d) for d in shapes[inp.name])
+                continue
+            if inp.shape is None:
+                raise DynamicShapeError(f"input {inp.name!r} of {self.name} has no known rank: pass "
+                                        f"shapes={{'{inp.name}': (...)}}")
+            resolved = []
+            for axis, d in enumerate(inp.shape):
+                if isinstance(d, int) and d > 0:
+                    resolved.append(d)
+                elif isinstance(d, str) and d in dims:
+                    resolved.append(int(dims[d]))
+                elif axis == 0 and batch is not None:
+                    resolved.append(int(batch))
+                else:
+                    label = f"'{d}'" if d else "unnamed"
+                    fix = f"batch=N" if axis == 0 else (f"dims={{'{d}': N}}" if d else f"shapes={{'{inp.name}': (...)}}")
+                    raise DynamicShapeError(
+                        f"input {inp.name!r} of {self.name} has an unknown dimension {label} at axis {axis} "
+                        f"(shape {list(inp.shape)}): pass {fix} to build/benchmark")
+            out[inp.name] = tuple(resolved)
+        return out
+
+    def random_inputs(self, shapes: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str, np.ndarray]:
+        """Seeded random feed for the given input shapes: normal floats, small non-negative ints."""
+        rng = np.random.default_rng(seed)
+        feeds = {}
+        for inp in self.inputs:
+            shape = shapes[inp.name]
+            if inp.dtype.startswith("float") or inp.dtype == "bfloat16":
+                feeds[inp.name] = rng.standard_normal(shape).astype(np.float32 if inp.dtype == "bfloat16" else inp.dtype)
+            elif inp.dtype == "bool":
+                feeds[inp.name] = rng.integers(0, 2, shape).astype(bool)
+            else:
+                feeds[inp.name] = rng.integers(0, 100, shape).astype(inp.dtype)
+        return feeds
+
+    def serialized(self) -> bytes:
+        """The model as bytes (for backends that take a buffer)."""
+        return self.proto.SerializeToString()
+
+    def __repr__(self) -> str:
+        return (f"<Model {self.name} opset={self.opset} nodes={len(self.proto.graph.node)} "
+                f"params={self.parameter_count:,} inputs={[i.name for i in self.inputs]}>")
+
+
+def _read_file(path: Path) -> onnx.ModelProto:
+    if not path.exists():
+        raise ModelError(f"model file {path} not found: check the path (current folder is {os.getcwd()})")
+    if path.is_dir():
+        raise ModelError(f"{path} is a folder, not an ONNX file: pass the .onnx file inside it")
+    size = path.stat().st_size
+    if size == 0:
+        raise ModelError(f"model file {path} is empty: the export or download did not finish; export it again")
+    if size >= _TWO_GB:
+        try:
+            return onnx.load(str(path))
+        except Exception:
+            raise ModelTooLargeError(
+                f"{path} is {size / 2**30:.1f} GiB, over protobuf's 2 GB limit, and keeps its weights inside the "
+                f"file: save it with external data (onnx.save_model(m, path, save_as_external_data=True)) "
+                f"and load that") from None
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise ModelError(f"{path} is not a readable ONNX file ({type(exc).__name__}: {exc}); it may be "
+                         f"truncated or another format: export it again") from None
+    _check_parsed(proto, str(path))
+    try:
+        onnx.external_data_helper.load_external_data_for_model(proto, str(path.parent))
+    except (FileNotFoundError, OSError) as exc:
+        raise ModelError(f"{path} refers to external weight data that is missing ({exc}): keep the data "
+                         f"file(s) next to the .onnx file") from None
+    return proto
+
+
+def _parse(data: bytes, label: str) -> onnx.ModelProto:
+    try:
+        proto = onnx.load_from_string(data)
+    except Exception as exc:
+        raise ModelError(f"{label} is not a readable ONNX model ({type(exc).__name__}); it may be truncated "
+                         f"or another format: export it again") from None
+    _check_parsed(proto, label)
+    return proto
+
+
+def _check_parsed(proto: onnx.ModelProto, label: str) -> None:
+    # protobuf parses many random byte strings "successfully" into an empty message
+    if not proto.graph.node and not proto.graph.input and not proto.opset_import:
+        raise ModelError(f"{label} does not contain an ONNX graph: it may be truncated or another format "
+                         f"(e.g. a TensorRT plan or PyTorch checkpoint); export it to ONNX again")
+
+
+def load_model(source: ModelSource, name: str | None = None) -> Model:
+    """Load and check an ONNX model (path, bytes, ModelProto)."""
+    return Model.load(source, name=name)

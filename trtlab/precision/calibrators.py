@@ -1,0 +1,276 @@
+"""Streaming activation calibrators: MinMax, Entropy (TensorRT's KL method) and Percentile.
+
+Each calibrator receives one array at a time per tensor (``collect(name, array)``, called
+once per batch) and keeps only a running maximum or a fixed-size histogram, so memory does
+not grow with the number of batches. ``compute_amax()`` returns the clipping threshold
+(amax) per tensor.
+
+Why not onnxruntime.quantization.calibrate's calibraters: their ``collect_data`` keeps every
+batch's outputs in memory until the data reader is exhausted, and writes an augmented model
+file to disk; their entropy method bins signed values symmetrically and merges bins by an
+integer stride, not TensorRT's 2048-bin |x| histogram searched from bin 128; their histogram
+grows by appending bins of the old width, so one large outlier can create millions of bins;
+and they print on every collect. The facts they rest on (GTC 2017 "8-bit inference with
+TensorRT") are followed here.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from trtlab.errors import CalibrationError, ConfigError
+
+NUM_BINS = 2048
+NUM_QUANTIZED_BINS = 128  # int8's positive levels
+START_BIN = 128
+# Count moved onto empty bins before the KL divergence, as the open implementations of this
+# algorithm do (MXNet, ONNX Runtime, TVM): without it a candidate whose last quantization
+# level holds only folded-in outliers has an infinite divergence, and a few far outliers
+# would force amax up to the outlier itself.
+SMOOTHING_EPS = 1e-4
+
+
+def _abs_values(name: str, array: np.ndarray) -> tuple[np.ndarray, float]:
+    """Flattened |array| and its maximum; refuse NaN/Inf, which no scale can represent."""
+    values = np.abs(np.asarray(array).ravel())
+    if values.size == 0:
+        return values, 0.0
+    amax = float(values.max())
+    if not math.isfinite(amax):
+        raise CalibrationError(
+            f"tensor {name!r} has NaN or Inf values, so no INT8/FP8 scale can represent it; "
+            "fix the model or the calibration data (check preprocessing) and calibrate again"
+        )
+    return values, amax
+
+
+class MinMaxCalibrator:
+    """amax = the largest |x| seen over all batches (TensorRT's MinMaxCalibration)."""
+
+    algorithm = "MinMaxCalibration"
+
+    def __init__(self) -> None:
+        self._amax: dict[str, float] = {}
+
+    def collect(self, name: str, array: np.ndarray) -> None:
+        """Fold one batch of tensor `name` into the running maximum."""
+        _, amax = _abs_values(name, array)
+        self._amax[name] = max(self._amax.get(name, 0.0), amax)
+
+    def compute_amax(self) -> dict[str, float]:
+        """The running maximum |x| per tensor, in first-collected order."""
+        return dict(self._amax)
+
+
+class _Histogram:
+    """A histogram of |x| over [0, range] with a fixed number of bins, widened by merging bins."""
+
+    def __init__(self, num_bins: int) -> None:
+        self.counts = np.zeros(num_bins, dtype=np.int64)
+        self.range = 0.0  # 0 until a nonzero value arrives
+        self.max = 0.0
+        self._pending_zeros = 0  # zeros seen before the range is known
+
+    def add(self, values: np.ndarray, amax: float) -> None:
+        self.max = max(self.max, amax)
+        if self.range == 0.0:
+            if amax == 0.0:
+                self._pending_zeros += values.size
+                return
+            self.range = amax
+            self.counts[0] += self._pending_zeros
+            self._pending_zeros = 0
+        elif amax > self.range:
+            self._widen(amax)
+        # np.histogram's last bin is closed, so values equal to the range land in it.
+        self.counts += np.histogram(values, bins=self.counts.size, range=(0.0, self.range))[0]
+
+    def _widen(self, amax: float) -> None:
+        # Grow the range by an integer factor k so each new bin is exactly k old bins:
+        # re-binning loses resolution but never moves a count across a value boundary, and
+        # the bin count (hence the entropy search) stays fixed however large an outlier is.
+        k = max(2, math.ceil(amax / self.range))
+        while k * self.range < amax:
+            k += 1
+        n = self.counts.size
+        merged = np.bincount(np.arange(n) // k, weights=self.counts, minlength=n)
+        self.counts = np.rint(merged[:n]).astype(np.int64)
+        self.range *= k
+
+    @property
+    def width(self) -> float:
+        return self.range / self.counts.size
+
+    def edges(self) -> np.ndarray:
+        return np.linspace(0.0, self.range, self.counts.size + 1)
+
+
+class HistogramCalibrator:
+    """Base of the histogram calibrators: one fixed-size |x| histogram per tensor."""
+
+    algorithm = ""
+
+    def __init__(self, num_bins: int = NUM_BINS) -> None:
+        self.num_bins = num_bins
+        self._hists: dict[str, _Histogram] = {}
+
+    def collect(self, name: str, array: np.ndarray) -> None:
+        """Add one batch of tensor `name` to its histogram (widening the range if needed)."""
+        values, amax = _abs_values(name, array)
+        hist = self._hists.get(name)
+        if hist is None:
+            hist = self._hists[name] = _Histogram(self.num_bins)
+        hist.add(values, amax)
+
+    def histogram(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(counts, edges) of tensor `name`'s |x| histogram; edges has one more entry."""
+        hist = self._hists[name]
+        counts = hist.counts.copy()
+        counts[0] += hist._pending_zeros
+        return counts, hist.edges()
+
+    def observed_max(self, name: str) -> float:
+        """The largest |x| seen for tensor `name`."""
+        return self._hists[name].max
+
+    def compute_amax(self) -> dict[str, float]:
+        """amax per tensor, in first-collected order."""
+        return {name: min(self._threshold(hist), hist.max) for name, hist in self._hists.items()}
+
+    def _threshold(self, hist: _Histogram) -> float:
+        raise NotImplementedError
+
+
+class EntropyCalibrator(HistogramCalibrator):
+    """amax minimising KL(P||Q) between the |x| histogram and its 128-level quantization.
+
+    This is TensorRT's entropy calibration (EntropyCalibration2) as described in NVIDIA's GTC
+    2017 talk "8-bit Inference with TensorRT": 2048 bins, candidate thresholds from bin 128
+    to 2048, outliers folded into the last kept bin. amax is the right edge of the last kept
+    bin, capped at the largest |x| seen.
+    """
+
+    algorithm = "EntropyCalibration2"
+
+    def __init__(
+        self,
+        num_bins: int = NUM_BINS,
+        num_quantized_bins: int = NUM_QUANTIZED_BINS,
+        start_bin: int = START_BIN,
+    ) -> None:
+        super().__init__(num_bins)
+        self.num_quantized_bins = num_quantized_bins
+        self.start_bin = start_bin
+
+    def _threshold(self, hist: _Histogram) -> float:
+        if hist.range == 0.0:
+            return 0.0
+        kept = entropy_threshold_bins(hist.counts, self.num_quantized_bins, self.start_bin)
+        return kept * hist.width
+
+
+class PercentileCalibrator(HistogramCalibrator):
+    """amax = the given percentile of |x| (default 99.99), read from the histogram.
+
+    The value is interpolated linearly inside the bin where the cumulative count crosses the
+    percentile, so it is within one bin width (range / 2048) of the exact percentile.
+    """
+
+    algorithm = "LegacyCalibration"
+
+    def __init__(self, percentile: float = 99.99, num_bins: int = NUM_BINS) -> None:
+        if not 0.0 < percentile <= 100.0:
+            raise ConfigError(f"percentile must be in (0, 100], got {percentile}")
+        super().__init__(num_bins)
+        self.percentile = percentile
+
+    def _threshold(self, hist: _Histogram) -> float:
+        if hist.range == 0.0:
+            return 0.0
+        return percentile_from_histogram(hist.counts, hist.range, self.percentile)
+
+
+def percentile_from_histogram(counts: np.ndarray, hist_range: float, percentile: float) -> float:
+    """The `percentile` of the values in an equal-width histogram over [0, hist_range]."""
+    counts = np.asarray(counts, dtype=np.float64)
+    cumulative = np.cumsum(counts)
+    total = cumulative[-1]
+    if total == 0:
+        return 0.0
+    target = total * percentile / 100.0
+    index = int(np.searchsorted(cumulative, target, side="left"))
+    index = min(index, counts.size - 1)
+    below = cumulative[index - 1] if index > 0 else 0.0
+    fraction = (target - below) / counts[index] if counts[index] else 1.0
+    return (index + fraction) * hist_range / counts.size
+
+
+def entropy_threshold_bins(
+    counts: np.ndarray,
+    num_quantized_bins: int = NUM_QUANTIZED_BINS,
+    start_bin: int = START_BIN,
+) -> int:
+    """How many leading bins to keep: the candidate i in [start_bin, len(counts)] minimising KL.
+
+    For each i: P is counts[:i] with the counts of bins i.. added to its last bin; Q merges
+    counts[:i] into `num_quantized_bins` levels (bin b goes to level b * levels // i), then
+    spreads each level's count evenly over the bins of that level where P is nonzero. Both
+    are smoothed (SMOOTHING_EPS), normalised and KL(P||Q) computed. Ties keep the smallest i.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    num_bins = counts.size
+    if num_bins < start_bin or start_bin < num_quantized_bins:
+        raise CalibrationError(
+            f"entropy calibration needs at least {start_bin} bins and start_bin >= "
+            f"{num_quantized_bins}; got {num_bins} bins and start_bin={start_bin}"
+        )
+    if counts.sum() == 0:
+        return num_bins
+    # outliers[i] = total count of bins i..end
+    outliers = np.concatenate([np.cumsum(counts[::-1])[::-1], [0.0]])
+    best_bins, best_kl = num_bins, math.inf
+    for i in range(start_bin, num_bins + 1):
+        kept = counts[:i]
+        p = kept.copy()
+        p[-1] += outliers[i]
+        level = np.arange(i) * num_quantized_bins // i
+        nonzero = p > 0
+        level_mass = np.bincount(level, weights=kept, minlength=num_quantized_bins)
+        level_nonzero = np.bincount(level, weights=nonzero, minlength=num_quantized_bins)
+        q = np.where(nonzero, level_mass[level] / np.maximum(level_nonzero[level], 1.0), 0.0)
+        kl = _kl_divergence(p, q)
+        if kl < best_kl:
+            best_bins, best_kl = i, kl
+    return best_bins
+
+
+def _smooth(counts: np.ndarray, eps: float = SMOOTHING_EPS) -> np.ndarray | None:
+    """Move `eps` of count onto every empty bin, taken evenly from the nonempty ones."""
+    empty = counts == 0
+    n_empty = int(empty.sum())
+    n_full = counts.size - n_empty
+    if n_full == 0:
+        return None
+    return counts + np.where(empty, eps, -eps * n_empty / n_full)
+
+
+def _kl_divergence(p: np.ndarray, q: np.ndarray) -> float:
+    """KL(P||Q) of two unnormalised distributions after smoothing both (see SMOOTHING_EPS)."""
+    p, q = _smooth(p), _smooth(q)
+    if p is None or q is None:
+        return math.inf
+    p = p / p.sum()
+    q = q / q.sum()
+    return float(np.sum(p * np.log(p / q)))
+
+
+def make_calibrator(method: str, percentile: float = 99.99) -> MinMaxCalibrator | HistogramCalibrator:
+    """A fresh calibrator for `method`: "entropy", "minmax" or "percentile"."""
+    if method == "entropy":
+        return EntropyCalibrator()
+    if method == "minmax":
+        return MinMaxCalibrator()
+    if method == "percentile":
+        return PercentileCalibrator(percentile)
+    raise ConfigError(f"unknown calibration method {method!r}; use 'entropy', 'minmax' or 'percentile'")

@@ -1,0 +1,283 @@
+"""Session: the hub a notebook user (and the UI) works with — build, run, benchmark, profile, compare."""
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+
+from .backends import get_backend
+from .backends.base import Engine
+from .config import BuildConfig
+from .errors import ConfigError
+from .events import EventBus, Job, Reporter, SessionLog
+from .model import Model, ModelSource
+from .workspace import Workspace
+
+EngineSpec = Any  # an Engine, a precision string ("fp16"), or a dict of build() arguments
+
+
+class Session:
+    """One model, one backend, one workspace: engines cached by BuildConfig and results written as produced."""
+
+    def __init__(self, model: ModelSource, backend: str = "onnxruntime", workspace: str | Path | None = None,
+                 name: str | None = None) -> None:
+        self.model = Model.load(model, name=name)
+        self.backend = get_backend(backend)
+        self.events = EventBus()
+        self.log = SessionLog(self.events)
+        self.workspace = Workspace(workspace, self.model.hash, self.model.name)
+        self._engines: dict[BuildConfig, Engine] = {}
+        self._calibrations: dict[str, Any] = {}
+        self._marked: tuple[str, ...] = ()
+        self.jobs: list[Job] = []
+        self.log.write("info", f"session on {self.model.name} ({len(self.model.node_names)} nodes) with backend "
+                               f"{self.backend.name}, workspace {self.workspace.path}")
+
+    # ---- environment ---------------------------------------------------------------------
+    def info(self) -> "SessionInfo":
+        """Versions, providers, backends, CPU/GPU, the model and the workspace."""
+        from .environment import environment
+        return SessionInfo(environment=environment(), model=self.model.summary(), backend=self.backend.name,
+                           workspace=str(self.workspace.path), engines=len(self.workspace.list_engines()))
+
+    # ---- jobs ----------------------------------------------------------------------------
+    def submit(self, task: str, fn: Callable[[Reporter], Any]) -> Job:
+        """Run `fn(reporter)` in a worker thread; progress and logs go to this session's events."""
+        job = Job(task, fn, self.events, self.log)
+        self.jobs.append(job)
+        return job
+
+    def _run(self, task: str, fn: Callable[[Reporter], Any], background: bool) -> Any:
+        if background:
+            return self.submit(task, fn)
+        return fn(Reporter(task, self.events, self.log))
+
+    def cancel_all(self) -> None:
+        """Ask every running job of this session to stop."""
+        for job in self.jobs:
+            if not job.done:
+                job.cancel()
+
+    # ---- building ------------------------------------------------------------------------
+    def make_config(self, precision: str = "fp32", batch: int | Iterable[int] | None = None,
+                    shapes: Mapping[str, Any] | None = None, dims: Mapping[str, int] | None = None,
+                    outputs: Iterable[str] | str | None = None, fp32_layers: Iterable[str] = (),
+                    calibration: Any = None, providers: Iterable[str] | str | None = None,
+                    threads: int | None = None, inter_op_threads: int | None = None,
+                    **options: Any) -> BuildConfig:
+        """The BuildConfig that build() would use for these arguments."""
+        if batch is None and not shapes and self._needs_batch():
+            batch = 1
+        if outputs is None and self._marked:
+            outputs = self._marked
+        return BuildConfig.make(backend=self.backend.name, precision=precision, batch=batch, shapes=shapes,
+                                dims=dims, outputs=outputs, fp32_layers=fp32_layers,
+                                calibration=self._register_calibration(calibration), providers=providers,
+                                threads=threads, inter_op_threads=inter_op_threads, **options)
+
+    def _needs_batch(self) -> bool:
+        return any(i.shape and not (isinstance(i.shape[0], int) and i.shape[0] > 0) for i in self.model.inputs)
+
+    def _register_calibration(self, calibration: Any) -> str | None:
+        if calibration is None:
+            return None
+        if isinstance(calibration, (str, Path)) and calibration in self._calibrations:
+            return str(calibration)
+        if isinstance(calibration, (str, Path)):
+            from .precision.calibration import CalibrationTable
+            calibration = CalibrationTable.load(calibration)
+        key = hashlib.sha256(calibration.to_text().encode()).hexdigest()[:16]
+        self._calibrations[key] = calibration
+        return key
+
+    def calibration_table(self, key: str) -> Any:
+        """A calibration table registered with this session by its key (as stored in BuildConfig)."""
+        return self._calibrations[key]
+
+    def build(self, precision: str = "fp32", batch: int | Iterable[int] | None = None,
+              shapes: Mapping[str, Any] | None = None, dims: Mapping[str, int] | None = None,
+              outputs: Iterable[str] | str | None = None, fp32_layers: Iterable[str] = (), calibration: Any = None,
+              providers: Iterable[str] | str | None = None, threads: int | None = None,
+              inter_op_threads: int | None = None, background: bool = False, **options: Any) -> Engine | Job:
+        """Build (or fetch from the cache) the engine for these settings; background=True returns a Job."""
+        config = self.make_config(precision, batch, shapes, dims, outputs, fp32_layers, calibration, providers,
+                                  threads, inter_op_threads, **options)
+        return self._run(f"build {config.describe()}", lambda rep: self.build_config(config, rep), background)
+
+    def build_config(self, config: BuildConfig, reporter: Reporter | None = None) -> Engine:
+        """Build the engine for a ready BuildConfig: memory cache, then disk cache, then a real build."""
+        reporter = reporter or Reporter("build", self.events, self.log)
+        cached = self._engines.get(config)
+        if cached is not None and not cached._closed:
+            cached.metadata["cache"] = "memory"
+            reporter.write("info", f"cache hit (memory): {config.describe()}", "build")
+            return cached
+        from .precision import make_variant
+        t0 = time.perf_counter()
+        record = self.workspace.find_engine(config)
+        if record is not None:
+            engine = self._load_cached(config, record, reporter)
+            if engine is not None:
+                return engine
+        calibration = self._calibrations.get(config.calibration) if config.calibration else None
+        reporter.update(0, None, "preparing model variant")
+        variant = make_variant(self.model, config, calibration)
+        for note in variant.notes:
+            reporter.write("info", note, "precision")
+        engine = self.backend.build(self.model, variant, config, reporter)
+        engine.input_shapes = self._input_shapes(config)
+        engine.metadata.update({"cache": "built", "total_build_seconds": time.perf_counter() - t0,
+                                "model": self.model.name, "model_hash": self.model.hash})
+        files = {"model.onnx": variant.model.SerializeToString()}
+        files.update(getattr(engine, "workspace_files", lambda: {})())
+        self.workspace.save_engine(config, {**engine.metadata, "marked_outputs": variant.marked_outputs,
+                                            "notes": variant.notes}, files)
+        self._engines[config] = engine
+        return engine
+
+    def _load_cached(self, config: BuildConfig, record: Path, reporter: Reporter) -> Engine | None:
+        import json
+
+        import onnx
+
+        from .backends.base import Variant
+        try:
+            meta = json.loads((record / "metadata.json").read_text())
+            proto = onnx.load(str(record / "model.onnx"))
+        except Exception as exc:
+            reporter.write("warning", f"ignoring damaged cache entry {record} ({exc}); building again", "build")
+            return None
+        variant = Variant(model=proto, precision=config.precision, marked_outputs=meta.get("marked_outputs", []),
+                          notes=meta.get("notes", []))
+        engine = self.backend.load(self.model, variant, config, record, meta, reporter)
+        engine.input_shapes = self._input_shapes(config)
+        engine.metadata["cache"] = "disk"
+        reporter.write("info", f"cache hit (disk, {record.name}): {config.describe()}", "build")
+        self._engines[config] = engine
+        return engine
+
+    def _input_shapes(self, config: BuildConfig) -> dict[str, tuple[int, ...]]:
+        shapes = {k: r.opt for k, r in config.shapes}
+        return self.model.resolve_input_shapes(batch=config.batch[1] if config.batch else None, shapes=shapes,
+                                               dims=dict(config.dims))
+
+    def engine(self, spec: EngineSpec = None) -> Engine:
+        """Resolve an engine spec: an Engine, a precision string, a dict of build() args, or None (fp32)."""
+        if isinstance(spec, Engine):
+            return spec
+        if spec is None:
+            return self.build()
+        if isinstance(spec, str):
+            return self.build(precision=spec)
+        if isinstance(spec, Mapping):
+            return self.build(**spec)
+        raise ConfigError(f"cannot make an engine from {spec!r}: pass an Engine, a precision or a dict of build args")
+
+    def engines(self):
+        """Engines stored in the workspace (this and earlier sessions): key, backend, precision, build time."""
+        import pandas as pd
+        rows = []
+        for rec in self.workspace.list_engines():
+            c, m = rec["config"], rec["metadata"]
+            rows.append({"key": rec["key"], "backend": c.get("backend"), "precision": c.get("precision"),
+                         "batch": c.get("batch"), "outputs": len(c.get("outputs") or []),
+                         "fp32_layers": len(c.get("fp32_layers") or []), "device": m.get("device"),
+                         "build_seconds": m.get("build_seconds"), "size_bytes": m.get("size_bytes"),
+                         "loaded": any(k.key == rec["key"] for k in self._engines)})
+        return pd.DataFrame(rows, columns=["key", "backend", "precision", "batch", "outputs", "fp32_layers",
+                                           "device", "build_seconds", "size_bytes", "loaded"])
+
+    # ---- benchmark and profile -----------------------------------------------------------
+    def benchmark(self, engine: EngineSpec = None, iterations: int | None = None, duration: float | None = None,
+                  warmup: int = 10, data: Mapping[str, np.ndarray] | None = None, seed: int = 0,
+                  monitor: Any = False, background: bool = False):
+        """Time an engine (trtexec-style summary); the result is written to the workspace at once."""
+        from .analysis.benchmark import run_benchmark
+
+        def work(rep: Reporter):
+            eng = self.engine(engine)
+            mon = self._monitor_for(monitor)
+            try:
+                result = run_benchmark(eng, data, iterations=iterations, duration=duration, warmup=warmup,
+                                       seed=seed, reporter=rep, monitor=mon)
+            finally:
+                if mon is not None and monitor is True:
+                    mon.stop()
+            self.workspace.save_result("benchmark", result.to_dict(), result.to_frame())
+            rep.write("info", f"{result!r}", "benchmark")
+            return result
+        return self._run("benchmark", work, background)
+
+    def _monitor_for(self, monitor: Any) -> Any:
+        if monitor is True:
+            from .monitor import Monitor
+            return Monitor(interval=0.1).start()
+        return monitor or None
+
+    def profile_layers(self, engine: EngineSpec = None, runs: int = 20, warmup: int = 3,
+                       data: Mapping[str, np.ndarray] | None = None, seed: int = 0, background: bool = False):
+        """Per-layer times of an engine; the table is written to the workspace at once."""
+        def work(rep: Reporter):
+            eng = self.engine(engine)
+            feeds = eng.check_feeds(data) if data is not None else eng.random_feeds(seed)
+            prof = eng.profile_layers(feeds, runs=runs, warmup=warmup, reporter=rep)
+            self.workspace.save_result("profile", prof.to_dict(), prof.to_frame())
+            rep.write("info", f"profiled {len(prof.frame)} layers, total {prof.total_ms:.3f} ms", "profile")
+            return prof
+        return self._run("profile", work, background)
+
+    def results(self, kind: str | None = None):
+        """Results stored in the workspace by this and earlier sessions, oldest first."""
+        import pandas as pd
+        rows = [{"id": r["id"], "kind": r["kind"], "engine": r.get("engine"), "created": r.get("created"),
+                 "path": r["path"]} for r in self.workspace.results(kind)]
+        return pd.DataFrame(rows, columns=["id", "kind", "engine", "created", "path"])
+
+    def load_result(self, result_id: str) -> Any:
+        """Reload a stored benchmark or profile as its result object (others as the JSON dict)."""
+        from .analysis.benchmark import BenchmarkResult
+        from .analysis.layers import LayerProfile
+        for rec in self.workspace.results():
+            if rec["id"] == result_id:
+                if rec["kind"] == "benchmark":
+                    return BenchmarkResult.from_dict(rec)
+                if rec["kind"] == "profile":
+                    return LayerProfile.from_dict(rec)
+                return rec
+        raise ConfigError(f"no result {result_id!r} in {self.workspace.path}; see Session.results()")
+
+    # ---- precision lab (issue 4) ----------------------------------------------------------
+
+    # ---- TensorRT (issue 5) ---------------------------------------------------------------
+
+    # ---- tuning (issue 7) -----------------------------------------------------------------
+
+    # ---- UI and report (issue 6) ----------------------------------------------------------
+
+    # ---- display -------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        return (f"<Session {self.model.name} backend={self.backend.name} engines={len(self._engines)} "
+                f"workspace={self.workspace.path}>")
+
+    def _repr_html_(self) -> str:
+        from html import escape
+        return (f"<b>trtlab Session</b> {escape(self.model.name)}: {len(self.model.node_names)} nodes, "
+                f"{self.model.parameter_count:,} parameters, backend <code>{self.backend.name}</code>, "
+                f"{len(self._engines)} engine(s) loaded, workspace <code>{escape(str(self.workspace.path))}</code>")
+
+
+class SessionInfo(dict):
+    """Session.info(): the environment report plus the model, backend and workspace."""
+
+    def __str__(self) -> str:
+        m = self["model"]
+        return (f"{self['environment']}\nmodel: {m['name']} opset {m['opset']}, {m['nodes']} nodes, "
+                f"{m['parameters']:,} parameters ({m['parameter_bytes'] / 2**20:.1f} MiB)\n"
+                f"backend: {self['backend']}\nworkspace: {self['workspace']} ({self['engines']} engines stored)")
+
+    def _repr_html_(self) -> str:
+        from html import escape
+        return "<pre>" + escape(str(self)) + "</pre>"
