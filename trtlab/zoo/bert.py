@@ -44,7 +44,7 @@ class _Bert:
         g = self.g
         y = g.node("Div", [x, g.scalar("gelu.sqrt2", math.sqrt(2.0))], f"{name}.div")
         y = g.node("Erf", [y], f"{name}.erf")
-        y = g.node("Add", [y, g.scalar("gelu.one", 1.0)], f"{name}.add")
+        y = g.node("Add", [y, g.scalar("const.one", 1.0)], f"{name}.add")
         y = g.node("Mul", [x, y], f"{name}.mul")
         return g.node("Mul", [y, g.scalar("gelu.half", 0.5)], f"{name}.mul_half")
 
@@ -117,7 +117,7 @@ def bert(seed: int = 0, size: str = "small", vocab_size: int | None = None, max_
     if attention_mask:
         mask = g.input("attention_mask", TensorProto.INT64, ["batch", "sequence"], doc="1 = attend, 0 = padding")
         m = g.node("Cast", [mask], "extended_attention_mask.cast", to=TensorProto.FLOAT)
-        m = g.node("Sub", [g.scalar("gelu.one", 1.0), m], "extended_attention_mask.invert")
+        m = g.node("Sub", [g.scalar("const.one", 1.0), m], "extended_attention_mask.invert")
         # -10000 rather than float32's minimum so that the graph stays finite in fp16.
         m = g.node("Mul", [m, g.scalar("attention.mask_value", -10000.0)], "extended_attention_mask.scale")
         axes = g.const("extended_attention_mask.axes", np.array([1, 2], dtype=np.int64))
