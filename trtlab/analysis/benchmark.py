@@ -88,7 +88,8 @@ class BenchmarkResult:
         if self.device_stats:
             s.update({f"device_{k}_ms": v for k, v in self.device_stats.items()})
         if self.utilization:
-            s.update({f"util_{k}": v for k, v in self.utilization.items() if isinstance(v, (int, float))})
+            s.update({(k if k.startswith("util_") else f"util_{k}"): v for k, v in self.utilization.items()
+                      if isinstance(v, (int, float))})
         return s
 
     def to_dict(self) -> dict[str, Any]:
@@ -124,8 +125,8 @@ class BenchmarkResult:
         out.append(f"[I] Latency coefficient of variance: {cv:.3g} %")
         if self.utilization:
             u = self.utilization
-            out.append(f"[I] Utilization ({u.get('source', '')}): mean {u.get('mean_util', float('nan')):.1f} %, "
-                       f"peak {u.get('peak_util', float('nan')):.1f} %")
+            out.append(f"[I] {str(u.get('device', '')).upper()} utilization: mean {u.get('util_mean_pct', float('nan')):.1f} %, "
+                       f"peak {u.get('util_peak_pct', float('nan')):.1f} % over {u.get('samples', 0)} samples")
         return "\n".join(out)
 
     def __repr__(self) -> str:
