@@ -298,8 +298,9 @@ class CacheValidation:
                 "TensorRT's calibrator runs, or trtlab's calibrate(model, data))."
             )
         if self.extra:
+            entries = "entry names a tensor" if len(self.extra) == 1 else "entries name tensors"
             parts.append(
-                f"{len(self.extra)} cache entr{'y names a tensor' if len(self.extra) == 1 else 'ies name tensors'} "
+                f"{len(self.extra)} cache {entries} "
                 f"this model does not have: {_short_list(self.extra)}. TensorRT ignores them, but "
                 "they show the cache was written for a different or since-edited network "
                 "(or names TensorRT-internal tensors such as '(Unnamed Layer* N)')."
@@ -329,6 +330,8 @@ def _short_list(names: list[str], limit: int = 10) -> str:
 def _as_model(model: onnx.ModelProto | str | os.PathLike) -> onnx.ModelProto:
     if isinstance(model, onnx.ModelProto):
         return model
+    if isinstance(getattr(model, "proto", None), onnx.ModelProto):  # a trtlab.model.Model
+        return model.proto
     try:
         return onnx.load(str(model))
     except Exception as exc:
@@ -680,6 +683,8 @@ def calibrate(
             "no calibration batches: the data iterable yielded nothing; pass a non-empty "
             "iterable of dicts name -> array, or an int N for N synthetic batches"
         )
-    amax = calibrator.compute_amax()
-    ordered = {name: amax[name] for name in names}
+    ordered = {}
+    for name in names:  # entropy takes ~0.1 s a tensor, so stay cancellable
+        _check_cancel(cancel, done)
+        ordered[name] = calibrator.amax(name)
     return CalibrationTable(ordered, algorithm=ALGORITHMS[method], version=version, dtype=dtype)

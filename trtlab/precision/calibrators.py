@@ -58,6 +58,10 @@ class MinMaxCalibrator:
         _, amax = _abs_values(name, array)
         self._amax[name] = max(self._amax.get(name, 0.0), amax)
 
+    def amax(self, name: str) -> float:
+        """The largest |x| seen for tensor `name`."""
+        return self._amax[name]
+
     def compute_amax(self) -> dict[str, float]:
         """The running maximum |x| per tensor, in first-collected order."""
         return dict(self._amax)
@@ -134,9 +138,14 @@ class HistogramCalibrator:
         """The largest |x| seen for tensor `name`."""
         return self._hists[name].max
 
+    def amax(self, name: str) -> float:
+        """The threshold for tensor `name`, capped at the largest |x| seen."""
+        hist = self._hists[name]
+        return min(self._threshold(hist), hist.max)
+
     def compute_amax(self) -> dict[str, float]:
         """amax per tensor, in first-collected order."""
-        return {name: min(self._threshold(hist), hist.max) for name, hist in self._hists.items()}
+        return {name: self.amax(name) for name in self._hists}
 
     def _threshold(self, hist: _Histogram) -> float:
         raise NotImplementedError
