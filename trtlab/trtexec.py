@@ -1,0 +1,342 @@
+"""Read trtexec exports (--exportLayerInfo, --exportProfile, --exportTimes) into the tables live engines produce."""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .analysis.benchmark import BenchmarkResult
+from .analysis.layers import LayerProfile, make_profile
+from .errors import TrtexecFormatError
+
+LAYER_COLUMNS = ["name", "type", "precision", "inputs", "outputs", "input_shapes", "output_shapes",
+                 "input_formats", "output_formats", "tactic", "origin", "is_reformat", "parameter_type"]
+
+# dtype words in the engine inspector's "Format/Datatype" text, checked in this order
+_DTYPES = [("bf16", "bf16"), ("fp16", "fp16"), ("half", "fp16"), ("fp32", "fp32"), ("float", "fp32"),
+           ("fp8", "fp8"), ("int8", "int8"), ("uint8", "uint8"), ("int32", "int32"), ("int64", "int64"),
+           ("int4", "int4"), ("fp4", "fp4"), ("bool", "bool")]
+_WIDE = {"two": 2, "four": 4, "eight": 8, "sixteen": 16, "thirty-two": 32}
+
+
+def parse_format(text: str) -> tuple[str, str]:
+    """Split an inspector 'Format/Datatype' text into (TensorFormat name, dtype), e.g. ('CHW32', 'int8')."""
+    low = str(text).lower()
+    dtype = next((d for word, d in _DTYPES if re.search(rf"\b{word}\b", low)), "unknown")
+    m = re.search(r"([a-z-]+) wide channel vectorized", low)
+    if m and m.group(1) in _WIDE:
+        fmt = f"CHW{_WIDE[m.group(1)]}"
+    elif "channel major" in low:
+        k = re.search(r"channel\s*%\s*(\d+)", low)
+        fmt = f"HWC{k.group(1)}" if k else "HWC"
+    elif "row major linear" in low or low.startswith("linear"):
+        fmt = "LINEAR"
+    else:
+        fmt = re.sub(rf"\s*\b{dtype}\b\s*", " ", str(text), flags=re.I).strip() or "unknown"
+    return fmt, dtype
+
+
+def _tensor(entry: Any, path: str, layer: str) -> dict[str, Any]:
+    if isinstance(entry, str):  # non-detailed verbosity lists names only
+        return {"name": entry, "dims": None, "format": None, "dtype": None, "format_desc": None}
+    if not isinstance(entry, dict) or "Name" not in entry:
+        raise TrtexecFormatError(f"{path}: layer {layer!r} has a tensor entry {entry!r}; expected a dict with "
+                                 f"'Name', 'Dimensions' and 'Format/Datatype' as trtexec --exportLayerInfo writes")
+    desc = entry.get("Format/Datatype")
+    fmt, dtype = parse_format(desc) if desc else (None, None)
+    dims = entry.get("Dimensions")
+    return {"name": entry["Name"], "dims": list(dims) if dims is not None else None, "format": fmt,
+            "dtype": dtype, "format_desc": desc}
+
+
+def parse_layer_info(data: Any, path: str = "<layer info>") -> pd.DataFrame:
+    """The engine inspector's JSON (dict with 'Layers', or a list of layers) as one row per engine layer."""
+    if isinstance(data, (str, bytes)):
+        try:
+            data = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise TrtexecFormatError(f"{path}: not JSON ({exc}); expected the engine inspector's output "
+                                     f"(trtexec --exportLayerInfo)") from None
+    layers = data.get("Layers") if isinstance(data, dict) else data
+    if not isinstance(layers, list):
+        raise TrtexecFormatError(f"{path}: expected a JSON object with a 'Layers' list (trtexec --exportLayerInfo "
+                                 f"with --profilingVerbosity=detailed), got {type(data).__name__} "
+                                 f"with keys {sorted(data)[:5] if isinstance(data, dict) else '-'}")
+    rows = []
+    for k, layer in enumerate(layers):
+        if isinstance(layer, str):
+            # ProfilingVerbosity LAYER_NAMES_ONLY: each layer is just its name
+            rows.append({"name": layer, "type": None, "precision": None, "inputs": [], "outputs": [],
+                         "input_shapes": [], "output_shapes": [], "input_formats": [], "output_formats": [],
+                         "tactic": None, "origin": None, "is_reformat": False, "parameter_type": None})
+            continue
+        if not isinstance(layer, dict) or "Name" not in layer:
+            raise TrtexecFormatError(f"{path}: layer {k} is {str(layer)[:80]!r}; expected a layer name or a dict "
+                                     f"with 'Name', 'LayerType', 'Inputs', 'Outputs'")
+        name = layer["Name"]
+        ins = [_tensor(t, path, name) for t in layer.get("Inputs", [])]
+        outs = [_tensor(t, path, name) for t in layer.get("Outputs", [])]
+        typ, origin = layer.get("LayerType"), layer.get("Origin")
+        # the math precision: a compute layer's input type (int8 convs often write fp32); a reformat's target type
+        first = ((outs if typ == "Reformat" else ins) or outs or ins or [{}])[0]
+        rows.append({
+            "name": name, "type": typ, "precision": first.get("dtype"), "inputs": ins, "outputs": outs,
+            "input_shapes": [t["dims"] for t in ins], "output_shapes": [t["dims"] for t in outs],
+            "input_formats": [t["format"] for t in ins], "output_formats": [t["format"] for t in outs],
+            "tactic": layer.get("TacticName") or layer.get("TacticValue"), "origin": origin,
+            # Reformat layers from Q/DQ nodes are the model's own quantize steps, not layers TensorRT inserted
+            "is_reformat": typ == "Reformat" and origin != "QDQ",
+            "parameter_type": layer.get("ParameterType")})
+    return pd.DataFrame(rows, columns=LAYER_COLUMNS)
+
+
+def parse_profile(data: Any, path: str = "<profile>") -> tuple[int, list[dict[str, Any]]]:
+    """trtexec --exportProfile JSON -> (number of profiled runs, one dict per layer with times in ms)."""
+    if not isinstance(data, list) or not data:
+        raise TrtexecFormatError(f"{path}: expected a JSON list [{{'count': N}}, {{'name', 'timeMs', 'averageMs', "
+                                 f"'medianMs', 'percentage'}}, ...] as trtexec --exportProfile writes")
+    head, rest = (data[0], data[1:]) if isinstance(data[0], dict) and "count" in data[0] else ({}, data)
+    out = []
+    for k, rec in enumerate(rest):
+        if not isinstance(rec, dict) or "name" not in rec or not ("averageMs" in rec or "timeMs" in rec):
+            raise TrtexecFormatError(f"{path}: entry {k + 1} is {str(rec)[:80]!r}; expected a dict with 'name' and "
+                                     f"'averageMs' (trtexec --exportProfile)")
+        out.append(rec)
+    return int(head.get("count", 0)), out
+
+
+def _fused_from(name: str, layer: dict[str, Any]) -> list[str]:
+    """ONNX nodes a fused layer covers, from TensorRT's 'A + B + C' naming (reformat layers cover none)."""
+    if layer.get("type") == "Reformat" or name.startswith("Reformatting CopyNode") or " + " not in name:
+        return []
+    return name.split(" + ")
+
+
+_TIME_KEYS = ("startH2dMs", "endD2hMs", "computeMs")
+
+
+def parse_times(data: Any, path: str = "<times>") -> pd.DataFrame:
+    """trtexec --exportTimes JSON -> one row per inference with its timestamps and durations (ms)."""
+    if not isinstance(data, list):
+        raise TrtexecFormatError(f"{path}: expected a JSON list of per-inference records (trtexec --exportTimes), "
+                                 f"got {type(data).__name__}")
+    for k, rec in enumerate(data):
+        if not isinstance(rec, dict) or any(key not in rec for key in _TIME_KEYS):
+            raise TrtexecFormatError(f"{path}: record {k} is {str(rec)[:80]!r}; expected a dict with "
+                                     f"{', '.join(_TIME_KEYS)} (trtexec --exportTimes)")
+    f = pd.DataFrame(data)
+    if "latencyMs" not in f:
+        f["latencyMs"] = f["endD2hMs"] - f["startH2dMs"]  # trtexec's latency: H2D start to D2H end
+    return f
+
+
+def _read_json(path: str | Path, what: str) -> Any:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise TrtexecFormatError(f"{p}: cannot read the {what} file ({exc.strerror or exc})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TrtexecFormatError(f"{p}: not valid JSON ({exc}); expected the {what} file trtexec writes") from None
+
+
+def _warmup_ms(meta: dict[str, Any]) -> float:
+    dur = str(meta.get("inference_options", {}).get("Duration", ""))
+    m = re.search(r"\+\s*([0-9.]+)\s*ms\s*warm", dur)
+    return float(m.group(1)) if m else 0.0
+
+
+@dataclass
+class TrtexecReport:
+    """trtexec exports of one engine, as the same layer, profile and benchmark tables as a live engine."""
+
+    layer_info: Any = None
+    profile_data: Any = None
+    times_data: Any = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    paths: dict[str, str] = field(default_factory=dict)
+    name: str = "trtexec"
+
+    # ---- tables ----------------------------------------------------------------------------
+    def layers(self) -> pd.DataFrame:
+        """One row per engine layer: type, precision, I/O dims/format/dtype, tactic, origin, is_reformat."""
+        if self.layer_info is None:
+            raise TrtexecFormatError("this report has no layer information: pass layer_info= "
+                                     "(the file trtexec --exportLayerInfo wrote)")
+        return parse_layer_info(self.layer_info, self.paths.get("layer_info", "<layer info>"))
+
+    def profile(self) -> LayerProfile:
+        """Per-layer times (trtexec --exportProfile) as a LayerProfile, joined with layer info when present."""
+        if self.profile_data is None:
+            raise TrtexecFormatError("this report has no profile: pass profile= (trtexec --exportProfile)")
+        runs, recs = parse_profile(self.profile_data, self.paths.get("profile", "<profile>"))
+        info = {r["name"]: r for r in self.layers().to_dict("records")} if self.layer_info is not None else {}
+        rows = []
+        for rec in recs:
+            li = info.get(rec["name"], {})
+            mean = float(rec.get("averageMs", rec.get("timeMs", 0.0) / max(runs, 1)))
+            rows.append({"name": rec["name"], "op_type": li.get("type"), "provider": "TensorRT",
+                         "precision": li.get("precision"), "input_shapes": li.get("input_shapes", []),
+                         "output_shapes": li.get("output_shapes", []),
+                         "median_ms": float(rec.get("medianMs", mean)), "mean_ms": mean,
+                         "count": runs, "fused_from": _fused_from(rec["name"], li)})
+        return make_profile(rows, engine=self.name, runs=runs, batch=self.batch, source="trtexec",
+                            meta={"device": self.device, "total_time_ms": sum(float(r.get("timeMs", 0))
+                                                                               for r in recs)})
+
+    def timing(self) -> pd.DataFrame:
+        """The raw per-inference records of trtexec --exportTimes (ms), warm-up included."""
+        if self.times_data is None:
+            raise TrtexecFormatError("this report has no timing records: pass times= (trtexec --exportTimes)")
+        return parse_times(self.times_data, self.paths.get("times", "<times>"))
+
+    def benchmark(self, warmup_ms: float | None = None) -> BenchmarkResult:
+        """Timing records as a BenchmarkResult; records in the first `warmup_ms` (default: trtexec's) dropped."""
+        f = self.timing()
+        if warmup_ms is None:
+            warmup_ms = _warmup_ms(self.metadata.get("profile", {}))
+        start = f["startH2dMs"].to_numpy(float)
+        keep = start >= start[0] + warmup_ms if len(f) else np.zeros(0, bool)
+        k = f[keep]
+        begin, end = k["startH2dMs"].to_numpy(float), k["endD2hMs"].to_numpy(float)
+        perf = self.metadata.get("profile", {}).get("performance_summary", {})
+        wall = float(perf.get("Total Host Walltime", (end.max() - begin.min()) / 1e3 if len(k) else 0.0))
+        opts = self.metadata.get("profile", {}).get("inference_options", {})
+        mode = "cuda_graph" if str(opts.get("CUDA Graph", "")).lower() == "enabled" else "enqueue"
+        return BenchmarkResult(engine=self.name, batch=self.batch or 1, latencies_ms=k["latencyMs"].to_numpy(float),
+                               starts_s=begin / 1e3, wall_s=wall, warmup=int((~keep).sum()),
+                               device_ms=k["computeMs"].to_numpy(float), config={"source": "trtexec", **opts},
+                               device=self.device, mode=mode)
+
+    # ---- breakdowns ------------------------------------------------------------------------
+    def precision_breakdown(self) -> pd.DataFrame:
+        """Layers per precision (with profiled time when a profile is present), largest first."""
+        return self._breakdown("precision")
+
+    def format_breakdown(self) -> pd.DataFrame:
+        """Layer outputs per tensor format and dtype (e.g. CHW32 int8): count, share."""
+        rows = [{"format": t["format"], "dtype": t["dtype"]} for outs in self.layers()["outputs"] for t in outs]
+        f = pd.DataFrame(rows, columns=["format", "dtype"])
+        g = f.groupby(["format", "dtype"], dropna=False).size().rename("count").reset_index()
+        g["share"] = g["count"] / max(int(g["count"].sum()), 1)
+        return g.sort_values("count", ascending=False, kind="stable").reset_index(drop=True)
+
+    def reformat_layers(self) -> pd.DataFrame:
+        """The reformat layers TensorRT inserted (not the model's own Q/DQ), with from/to formats."""
+        f = self.layers()
+        f = f[f["is_reformat"]].copy()
+        f["from"] = [" ".join(filter(None, [(t or [{}])[0].get("format"), (t or [{}])[0].get("dtype")]))
+                     for t in f["inputs"]]
+        f["to"] = [" ".join(filter(None, [(t or [{}])[0].get("format"), (t or [{}])[0].get("dtype")]))
+                   for t in f["outputs"]]
+        return f.reset_index(drop=True)
+
+    def _breakdown(self, column: str) -> pd.DataFrame:
+        f = self.layers()[["name", column]].copy()
+        f[column] = f[column].fillna("unknown")
+        if self.profile_data is not None:
+            t = self.profile().to_frame()[["name", "median_ms"]]
+            f = f.merge(t, on="name", how="left")
+        else:
+            f["median_ms"] = np.nan
+        g = f.groupby(column, sort=False).agg(layers=("name", "count"), total_ms=("median_ms", "sum")).reset_index()
+        g["share"] = g["total_ms"] / g["total_ms"].sum() if g["total_ms"].sum() > 0 else np.nan
+        return g.sort_values(["layers", "total_ms"], ascending=False, kind="stable").reset_index(drop=True)
+
+    # ---- description -----------------------------------------------------------------------
+    @property
+    def device(self) -> str:
+        """The GPU trtexec ran on (from the profile metadata), or 'unknown'."""
+        dev = self.metadata.get("profile", {}).get("device_information", {}).get("Selected Device")
+        if dev is None and isinstance(self.metadata.get("device"), list) and self.metadata["device"]:
+            dev = self.metadata["device"][0].get("Name")
+        return str(dev or "unknown")
+
+    @property
+    def batch(self) -> int | None:
+        """Batch size: first dimension of the first input binding, else trtexec's 'Batch' option."""
+        if isinstance(self.layer_info, dict):
+            names = set(self.layer_info.get("Bindings") or [])
+            for layer in self.layer_info.get("Layers", []):
+                for t in (layer.get("Inputs", []) if isinstance(layer, dict) else []):
+                    if isinstance(t, dict) and t.get("Name") in names and t.get("Dimensions"):
+                        return int(t["Dimensions"][0])
+        b = str(self.metadata.get("profile", {}).get("inference_options", {}).get("Batch", ""))
+        return int(b) if b.isdigit() else None
+
+    def summary(self) -> dict[str, Any]:
+        """Headline figures: device, layers, reformat layers, precisions, profiled total, median latency."""
+        out: dict[str, Any] = {"name": self.name, "device": self.device, "batch": self.batch}
+        if self.layer_info is not None:
+            f = self.layers()
+            out.update(layers=len(f), reformat_layers=int(f["is_reformat"].sum()),
+                       precisions=f["precision"].value_counts().to_dict())
+        if self.profile_data is not None:
+            out["profile_total_ms"] = self.profile().total_ms
+        if self.times_data is not None:
+            out.update({f"latency_{k}_ms": v for k, v in self.benchmark().stats.items()})
+        return out
+
+    def __repr__(self) -> str:
+        parts = [k for k in ("layer_info", "profile", "times") if self.paths.get(k)]
+        return f"<TrtexecReport {self.name} on {self.device}: {', '.join(parts) or 'no files'}>"
+
+
+_FOLDER_NAMES = {"layer_info": ("*.graph.json", "*layerinfo*.json", "*layers*.json"),
+                 "profile": ("*.profile.json",), "times": ("*.timing.json", "*.times.json"),
+                 "metadata": ("*.profile.metadata.json",), "build_metadata": ("*.build.metadata.json",),
+                 "device_metadata": ("*engine.metadata.json",)}
+
+
+def load_trtexec(folder: str | Path | None = None, *, layer_info: str | Path | None = None,
+                 profile: str | Path | None = None, times: str | Path | None = None,
+                 metadata: str | Path | None = None, build_metadata: str | Path | None = None,
+                 device_metadata: str | Path | None = None, name: str | None = None) -> TrtexecReport:
+    """Read trtexec export files (or a folder holding *.graph.json, *.profile.json, *.timing.json, ...)."""
+    paths: dict[str, Any] = {"layer_info": layer_info, "profile": profile, "times": times, "metadata": metadata,
+                             "build_metadata": build_metadata, "device_metadata": device_metadata}
+    if folder is not None:
+        d = Path(folder)
+        if not d.is_dir():
+            raise TrtexecFormatError(f"{d}: not a folder; pass a folder of trtexec exports or the files by keyword "
+                                     f"(layer_info=, profile=, times=)")
+        for key, patterns in _FOLDER_NAMES.items():
+            if paths[key] is None:
+                found = sorted(p for pat in patterns for p in d.glob(pat)
+                               if not (key == "profile" and p.name.endswith(".metadata.json")))
+                paths[key] = found[0] if found else None
+    if not any(paths[k] for k in ("layer_info", "profile", "times")):
+        raise TrtexecFormatError(f"no trtexec export given{f' in {folder}' if folder else ''}: expected layer_info= "
+                                 f"(--exportLayerInfo), profile= (--exportProfile) or times= (--exportTimes)")
+    loaded = {k: _read_json(p, k.replace("_", " ")) if p else None for k, p in paths.items()}
+    meta: dict[str, Any] = {}
+    for key, slot in (("metadata", "profile"), ("build_metadata", "build"), ("device_metadata", "device")):
+        if loaded[key] is not None:
+            meta[slot] = loaded[key]
+    if "profile" in meta and not isinstance(meta["profile"], dict):
+        raise TrtexecFormatError(f"{paths['metadata']}: expected a JSON object with 'performance_summary', "
+                                 f"'inference_options' and 'device_information'")
+    if name is None:
+        model = meta.get("build", {}).get("model_options", {}).get("Model") if isinstance(meta.get("build"), dict) \
+            else None
+        name = Path(model).stem if model else Path(next(str(p) for p in paths.values() if p)).parent.name
+    report = TrtexecReport(loaded["layer_info"], loaded["profile"], loaded["times"], meta,
+                           {k: str(p) for k, p in paths.items() if p}, name)
+    # validate eagerly so a bad file fails at load time, naming the file
+    if report.layer_info is not None:
+        report.layers()
+    if report.profile_data is not None:
+        parse_profile(report.profile_data, report.paths["profile"])
+    if report.times_data is not None:
+        parse_times(report.times_data, report.paths["times"])
+    return report
+
+
+__all__ = ["TrtexecReport", "load_trtexec", "parse_format", "parse_layer_info", "parse_profile", "parse_times"]
