@@ -1,0 +1,198 @@
+"""trtlab.plots: figures built from real benchmark/profile/monitor frames, checked by reading the figure data."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from trtlab import Session, plots
+from trtlab.errors import ConfigError
+from trtlab.monitor import Monitor
+
+from conftest import conv_model
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    return Session(conv_model(), workspace=tmp_path_factory.mktemp("ws"))
+
+
+@pytest.fixture(scope="module")
+def profile(session):
+    return session.profile_layers(session.build("fp32", batch=2), runs=5, warmup=1)
+
+
+@pytest.fixture(scope="module")
+def bench(session):
+    return session.benchmark(session.build("fp32", batch=2), iterations=40, warmup=2)
+
+
+def _bars(fig: go.Figure) -> pd.DataFrame:
+    rows = [(t.name, y, x) for t in fig.data if t.type == "bar" for x, y in zip(t.x, t.y)]
+    return pd.DataFrame(rows, columns=["trace", "name", "ms"])
+
+
+def test_layer_timings_shows_every_layer_with_its_time_and_op_type(profile):
+    frame = profile.to_frame()
+    fig = plots.layer_timings(frame)
+    bars = _bars(fig)
+    assert sorted(bars["name"]) == sorted(frame["name"])
+    merged = bars.merge(frame, on="name")
+    np.testing.assert_allclose(merged["ms"], merged["median_ms"])
+    assert (merged["trace"] == merged["op_type"]).all()  # one trace (legend entry) per op type
+    # slowest layer is drawn last on the category axis (= at the top of a horizontal bar chart)
+    assert fig.layout.yaxis.categoryarray[-1] == frame.sort_values("median_ms").iloc[-1]["name"]
+    assert "ms" in fig.layout.xaxis.title.text and fig.layout.title.text
+    hover = " ".join(h for t in fig.data for h in t.hovertext)
+    assert "% of total" in hover and "out: [" in hover
+
+
+def test_layer_timings_top_and_precision_colouring(profile):
+    frame = profile.to_frame()
+    fig = plots.layer_timings(frame, color_by="precision", top=3)
+    bars = _bars(fig)
+    assert len(bars) == 3
+    assert set(bars["name"]) == set(frame.nlargest(3, "median_ms")["name"])
+    assert {t.name for t in fig.data} <= set(frame["precision"].astype(str))
+    with pytest.raises(ConfigError, match="color_by"):
+        plots.layer_timings(frame, color_by="colour")
+    with pytest.raises(ConfigError, match="median_ms"):
+        plots.layer_timings(frame.drop(columns=["median_ms"]))
+
+
+def test_op_type_breakdown_treemap_and_bar_sum_to_total(profile):
+    by_op = profile.by_op_type()
+    tm = plots.op_type_breakdown(by_op)
+    assert tm.data[0].type == "treemap"
+    assert sum(tm.data[0].values) == pytest.approx(profile.total_ms)
+    assert set(tm.data[0].labels) == set(profile.to_frame()["op_type"])
+    bar = plots.op_type_breakdown(by_op, kind="bar")
+    assert sum(t.x[0] for t in bar.data) == pytest.approx(profile.total_ms)
+    with pytest.raises(ConfigError, match="treemap"):
+        plots.op_type_breakdown(by_op, kind="pie")
+
+
+def test_layer_comparison_matches_layers_by_name():
+    a = pd.DataFrame({"name": ["conv", "relu", "fc"], "median_ms": [2.0, 0.5, 1.0]})
+    b = pd.DataFrame({"name": ["conv", "fc", "cast"], "median_ms": [1.0, 0.25, 0.1]})
+    fig = plots.layer_comparison(a, b, labels=("fp32", "fp16"))
+    fa, fb = fig.data
+    assert (fa.name, fb.name) == ("fp32", "fp16")
+    ya = dict(zip(fa.y, fa.x))
+    yb = dict(zip(fb.y, fb.x))
+    assert ya["conv"] == 2.0 and yb["conv"] == 1.0 and yb["fc"] == 0.25
+    assert np.isnan(yb["relu"]) and np.isnan(ya["cast"])
+    assert "fp16/fp32 = 0.50x" in " ".join(fb.hovertext)
+    assert "1 layers only in fp32, 1 only in fp16" in fig.layout.title.text
+    assert list(fig.layout.yaxis.categoryarray)[-1] == "conv"
+
+
+def test_layer_comparison_of_two_real_engines(session):
+    p1 = session.profile_layers(session.build("fp32", batch=2), runs=3, warmup=1)
+    p2 = session.profile_layers(session.build("fp32", batch=2, graph_optimization="disable"), runs=3, warmup=1)
+    fig = plots.layer_comparison(p1.to_frame(), p2.to_frame(), labels=("optimized", "unoptimized"))
+    assert np.nansum(np.asarray(fig.data[0].x, dtype=float)) == pytest.approx(p1.total_ms)
+    assert np.nansum(np.asarray(fig.data[1].x, dtype=float)) == pytest.approx(p2.total_ms)
+
+
+def test_latency_histogram_and_timeline_use_every_iteration(bench):
+    frame = bench.to_frame()
+    h = plots.latency_histogram(frame)
+    np.testing.assert_array_equal(h.data[0].x, bench.latencies_ms)
+    lines = {round(s.x0, 9) for s in h.layout.shapes}
+    assert round(bench.stats["median"], 9) in lines and round(bench.stats["p99"], 9) in lines
+    assert h.layout.xaxis.title.text == "latency [ms]"
+    t = plots.latency_timeline(frame)
+    np.testing.assert_allclose(t.data[0].y, bench.latencies_ms)
+    assert t.data[0].x[0] == 0.0 and np.all(np.diff(t.data[0].x) > 0)
+
+
+def test_monitor_timeline_from_real_psutil_samples():
+    with Monitor(interval=0.02, source="psutil") as m:
+        time.sleep(0.3)
+    frame = m.to_frame()
+    fig = plots.monitor_timeline(frame)
+    names = {t.name for t in fig.data}
+    assert {"cpu.utilization [%]", "memory.used [MiB]"} <= names
+    util = next(t for t in fig.data if t.name == "cpu.utilization [%]")
+    np.testing.assert_allclose(np.asarray(util.y, dtype=float), frame["cpu.utilization [%]"].astype(float))
+    assert "psutil" in fig.layout.title.text
+    per_cpu = plots.monitor_timeline(frame, per_cpu=True)
+    assert len(per_cpu.data) == len(fig.data) + m._source.n_cpus
+
+
+def test_monitor_timeline_groups_gpu_columns():
+    f = pd.DataFrame({"time_s": [0.0, 0.1], "utilization.gpu [%]": [10, 90], "memory.used [MiB]": [100, 200],
+                      "clocks.current.sm [MHz]": [1400, 1980], "power.draw [W]": [80.5, 300.25]})
+    fig = plots.monitor_timeline(f)
+    assert [a.text for a in fig.layout.annotations] == ["utilization [%]", "memory used [MiB]", "clock [MHz]",
+                                                        "power [W]"]
+    assert "NVML" in fig.layout.title.text
+
+
+@pytest.fixture
+def compare_frame():
+    return pd.DataFrame({"tensor": ["a", "b", "c", "d", "e"],
+                         "max_abs_error": [1e-6, 1e-5, 1e-3, 5e-2, 0.3],
+                         "passed": [True, True, False, False, False],
+                         "overflow": [0, 0, 0, 12, 0], "underflow": [0, 300, 5, 0, 0], "subnormal": [0, 0, 0, 0, 7],
+                         "count": [1000] * 5})
+
+
+def test_deviation_ratio_highlights_failures_in_graph_order(compare_frame):
+    fig = plots.deviation_ratio(compare_frame)
+    bar = fig.data[0]
+    assert list(bar.x) == ["a", "b", "c", "d", "e"]
+    np.testing.assert_allclose(bar.y, compare_frame["max_abs_error"])
+    assert [c == plots.PALETTE[3] for c in bar.marker.color] == [False, False, True, True, True]
+    assert "3 of 5" in fig.layout.title.text
+    with pytest.raises(ConfigError, match="none of the columns"):
+        plots.deviation_ratio(compare_frame[["tensor", "passed"]])
+
+
+def test_fp16_range_counts_log_scale_with_zero_as_gap(compare_frame):
+    fig = plots.fp16_range_counts(compare_frame)
+    assert fig.layout.yaxis.type == "log"
+    by = {t.name: list(t.y) for t in fig.data}
+    assert by["overflow"][3] == 12 and np.isnan(by["overflow"][0])
+    assert by["underflow"][1] == 300
+    assert "4 of 5 tensors" in fig.layout.title.text
+    assert "300 of 1,000 (30.00%)" in " ".join(fig.data[1].hovertext)
+
+
+def test_error_growth_marks_first_divergence(compare_frame):
+    fig = plots.error_growth(compare_frame)
+    marker = next(t for t in fig.data if t.name == "first divergence")
+    assert list(marker.x) == [2]
+    assert fig.layout.shapes[0].x0 == 2
+    assert fig.layout.yaxis.type == "log"
+    # with an explicit tolerance the first value above it is the divergence
+    assert plots.first_divergence(compare_frame.drop(columns=["passed"]), threshold=0.01) == 3
+    assert plots.first_divergence(compare_frame.assign(passed=True)) is None
+
+
+def test_throughput_vs_batch_marks_the_knee():
+    sweep = pd.DataFrame({"batch": [1, 2, 4, 8, 16, 32] * 2,
+                          "precision": ["fp32"] * 6 + ["fp16"] * 6,
+                          "throughput_ips": [100, 190, 350, 520, 560, 570, 150, 290, 560, 900, 1000, 1010],
+                          "latency_p99_ms": [1, 1.1, 1.2, 1.6, 3, 6, 0.7, 0.8, 0.8, 1, 1.8, 3.5]})
+    fig = plots.throughput_vs_batch(sweep)
+    knees = {t.name: (t.x[0], t.y[0]) for t in fig.data if t.name.endswith("knee")}
+    assert knees == {"fp32 knee": (8, 520), "fp16 knee": (16, 1000)}
+    lat = next(t for t in fig.data if t.name == "fp16 latency_p99_ms")
+    assert lat.yaxis == "y2" and list(lat.y) == [0.7, 0.8, 0.8, 1, 1.8, 3.5]
+    assert fig.layout.xaxis.type == "log"
+    assert plots.knee([1, 2, 4], [10, 10, 10]) == 0
+    bare = plots.throughput_vs_batch(sweep[sweep.precision == "fp32"][["batch", "throughput_ips"]], color=None)
+    assert len(bare.data) == 2
+
+
+def test_core_import_does_not_load_plotly():
+    import subprocess
+    import sys
+    code = "import sys, trtlab; s = trtlab.Session; print(any(m.startswith(('plotly', 'ipywidgets')) for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

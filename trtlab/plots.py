@@ -1,0 +1,432 @@
+"""Figures: pure functions from trtlab's analysis DataFrames to plotly Figures (no widgets, no engines).
+
+Every function takes a pandas DataFrame (the `to_frame()` of a result) and returns a
+`plotly.graph_objects.Figure` with a title, axis units and hover text. Panels wrap these in
+FigureWidgets; the HTML report embeds them; a notebook user can `.show()` them directly.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .errors import ConfigError
+
+PALETTE = ("#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B", "#B279A2", "#FF9DA6", "#9D755D",
+           "#BAB0AC", "#1F77B4", "#2CA02C", "#D62728", "#9467BD", "#8C564B", "#17BECF")
+PRECISION_COLORS = {"fp32": "#4C78A8", "fp16": "#F58518", "bf16": "#EECA3B", "int8": "#54A24B", "fp8": "#E45756",
+                    "int64": "#BAB0AC", "int32": "#9D755D", "bool": "#72B7B2", "fp64": "#B279A2"}
+_LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=50, b=40), hoverlabel=dict(align="left"))
+
+
+def _require(frame: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+    if not isinstance(frame, pd.DataFrame):
+        raise ConfigError(f"{what} needs a pandas DataFrame, got {type(frame).__name__}; pass result.to_frame()")
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ConfigError(f"{what}: the frame has no column(s) {missing} (it has {list(frame.columns)}); "
+                          f"pass the matching result's to_frame()")
+
+
+def _pick(frame: pd.DataFrame, candidates: Sequence[str], what: str, given: str | None = None) -> str:
+    """The first of `candidates` present in the frame (or `given` when set)."""
+    if given is not None:
+        _require(frame, [given], what)
+        return given
+    for c in candidates:
+        if c in frame.columns:
+            return c
+    raise ConfigError(f"{what}: the frame has none of the columns {list(candidates)} (it has {list(frame.columns)})")
+
+
+def _color_map(values: Iterable[Any], fixed: dict[str, str] | None = None) -> dict[Any, str]:
+    out: dict[Any, str] = {}
+    k = 0
+    for v in values:
+        if v in out:
+            continue
+        if fixed and str(v) in fixed:
+            out[v] = fixed[str(v)]
+        else:
+            out[v] = PALETTE[k % len(PALETTE)]
+            k += 1
+    return out
+
+
+def _shape_text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "?"
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return ", ".join(str(list(v)) if isinstance(v, (list, tuple, np.ndarray)) else str(v) for v in value)
+    return str(value)
+
+
+def _empty(title: str, message: str) -> go.Figure:
+    fig = go.Figure(layout=dict(title=title, **_LAYOUT))
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return fig
+
+
+# ---- per-layer timings ---------------------------------------------------------------------------------
+def layer_timings(profile_frame: pd.DataFrame, color_by: str = "op_type", top: int | None = None,
+                  title: str | None = None) -> go.Figure:
+    """Horizontal bars of per-layer median time, slowest on top, coloured by op type or precision."""
+    _require(profile_frame, ["name", "median_ms"], "layer_timings")
+    if color_by not in ("op_type", "precision", "provider"):
+        raise ConfigError(f"layer_timings(color_by={color_by!r}): choose 'op_type', 'precision' or 'provider'")
+    f = profile_frame.copy()
+    if color_by not in f:
+        f[color_by] = "?"
+    f[color_by] = f[color_by].fillna("?").astype(str)
+    total = float(f["median_ms"].sum())
+    f["share"] = f["median_ms"] / total if total > 0 else 0.0
+    f = f.sort_values("median_ms", ascending=False)
+    shown = f.head(top) if top else f
+    shown = shown.iloc[::-1]  # plotly draws the first category at the bottom
+    colors = _color_map(f[color_by], PRECISION_COLORS if color_by == "precision" else None)
+    fig = go.Figure()
+    for group, part in shown.groupby(color_by, sort=False):
+        hover = [f"<b>{r['name']}</b><br>op: {r.get('op_type', '?')}  precision: {r.get('precision', '?')}<br>"
+                 f"in: {_shape_text(r.get('input_shapes'))}<br>out: {_shape_text(r.get('output_shapes'))}<br>"
+                 f"median {r['median_ms']:.4f} ms, {r['share']:.1%} of total"
+                 + (f"<br>fused from {len(r['fused_from'])} nodes" if isinstance(r.get("fused_from"), list)
+                    and r.get("fused_from") else "")
+                 for _, r in part.iterrows()]
+        fig.add_trace(go.Bar(x=part["median_ms"], y=part["name"], orientation="h", name=str(group),
+                             marker_color=colors[group], hovertext=hover, hoverinfo="text",
+                             customdata=part[["share"]].to_numpy()))
+    n = len(shown)
+    label = f"top {n} of {len(f)}" if top and top < len(f) else f"{len(f)}"
+    fig.update_layout(title=title or f"Per-layer time ({label} layers, total {total:.3f} ms)",
+                      xaxis_title="median time per layer [ms]", yaxis_title="layer", barmode="stack",
+                      height=max(320, 18 * n + 120), legend_title=color_by,
+                      yaxis=dict(categoryorder="array", categoryarray=list(shown["name"])), **_LAYOUT)
+    return fig
+
+
+def op_type_breakdown(by_op_type_frame: pd.DataFrame, kind: str = "treemap", title: str | None = None) -> go.Figure:
+    """Time per op type (LayerProfile.by_op_type()) as a treemap or a single stacked bar."""
+    _require(by_op_type_frame, ["op_type", "total_ms"], "op_type_breakdown")
+    f = by_op_type_frame.sort_values("total_ms", ascending=False)
+    total = float(f["total_ms"].sum())
+    share = f["total_ms"] / total if total > 0 else f["total_ms"] * 0
+    layers = f["layers"] if "layers" in f else pd.Series([None] * len(f), index=f.index)
+    hover = [f"<b>{o}</b><br>{t:.4f} ms ({s:.1%})<br>{n if n is not None else '?'} layers"
+             for o, t, s, n in zip(f["op_type"], f["total_ms"], share, layers)]
+    title = title or f"Time by op type (total {total:.3f} ms)"
+    colors = _color_map(f["op_type"])
+    if kind == "treemap":
+        fig = go.Figure(go.Treemap(labels=list(f["op_type"]), parents=[""] * len(f), values=list(f["total_ms"]),
+                                   hovertext=hover, hoverinfo="text", textinfo="label+percent root",
+                                   marker=dict(colors=[colors[o] for o in f["op_type"]])))
+        fig.update_layout(title=title, **_LAYOUT)
+        return fig
+    if kind != "bar":
+        raise ConfigError(f"op_type_breakdown(kind={kind!r}): choose 'treemap' or 'bar'")
+    fig = go.Figure()
+    for o, t, h in zip(f["op_type"], f["total_ms"], hover):
+        fig.add_trace(go.Bar(x=[t], y=["all layers"], orientation="h", name=str(o), marker_color=colors[o],
+                             hovertext=[h], hoverinfo="text"))
+    fig.update_layout(title=title, barmode="stack", xaxis_title="summed median layer time [ms]", height=260,
+                      **_LAYOUT)
+    return fig
+
+
+def layer_comparison(frame_a: pd.DataFrame, frame_b: pd.DataFrame, labels: Sequence[str] = ("A", "B"),
+                     top: int | None = None, title: str | None = None) -> go.Figure:
+    """Side-by-side per-layer times of two engines matched by layer name (TensorRT FAQ: FP32 against FP16/INT8)."""
+    for fr in (frame_a, frame_b):
+        _require(fr, ["name", "median_ms"], "layer_comparison")
+    if len(labels) != 2:
+        raise ConfigError(f"layer_comparison needs two labels, got {list(labels)}")
+    la, lb = (str(x) for x in labels)
+    if la == lb:
+        la, lb = la + " (A)", lb + " (B)"
+    a = frame_a.groupby("name", sort=False)["median_ms"].sum()
+    b = frame_b.groupby("name", sort=False)["median_ms"].sum()
+    names = list(dict.fromkeys(list(a.index) + list(b.index)))
+    m = pd.DataFrame({"name": names, "a": a.reindex(names).to_numpy(), "b": b.reindex(names).to_numpy()})
+    m["key"] = m[["a", "b"]].max(axis=1)
+    m = m.sort_values("key", ascending=False)
+    shown = (m.head(top) if top else m).iloc[::-1]
+    ratio = shown["b"] / shown["a"]
+
+    def hover(t: pd.Series, other: pd.Series, label: str) -> list[str]:
+        return [f"<b>{n}</b><br>{label}: " + ("not present" if pd.isna(x) else f"{x:.4f} ms")
+                + ("" if pd.isna(r) else f"<br>{lb}/{la} = {r:.2f}x") for n, x, r in zip(shown["name"], t, ratio)]
+
+    fig = go.Figure([
+        go.Bar(x=shown["a"], y=shown["name"], orientation="h", name=la, marker_color=PALETTE[0],
+               hovertext=hover(shown["a"], shown["b"], la), hoverinfo="text"),
+        go.Bar(x=shown["b"], y=shown["name"], orientation="h", name=lb, marker_color=PALETTE[1],
+               hovertext=hover(shown["b"], shown["a"], lb), hoverinfo="text")])
+    ta, tb = float(a.sum()), float(b.sum())
+    only_a, only_b = int(m["b"].isna().sum()), int(m["a"].isna().sum())
+    sub = f"{la} {ta:.3f} ms, {lb} {tb:.3f} ms" + (f"; {only_a} layers only in {la}, {only_b} only in {lb}"
+                                                  if only_a or only_b else "")
+    fig.update_layout(title=title or f"Per-layer time: {la} vs {lb}<br><sup>{sub}</sup>", barmode="group",
+                      xaxis_title="median time per layer [ms]", yaxis_title="layer",
+                      height=max(340, 26 * len(shown) + 140),
+                      yaxis=dict(categoryorder="array", categoryarray=list(shown["name"])), **_LAYOUT)
+    return fig
+
+
+# ---- benchmark ------------------------------------------------------------------------------------------
+def latency_histogram(benchmark_frame: pd.DataFrame, title: str | None = None, bins: int = 50) -> go.Figure:
+    """Histogram of per-iteration latency (BenchmarkResult.to_frame()) with median and p99 marked."""
+    _require(benchmark_frame, ["latency_ms"], "latency_histogram")
+    lat = benchmark_frame["latency_ms"].to_numpy(dtype=float)
+    fig = go.Figure(go.Histogram(x=lat, nbinsx=bins, name="host latency", marker_color=PALETTE[0],
+                                 hovertemplate="%{x} ms: %{y} iterations<extra></extra>"))
+    if "device_ms" in benchmark_frame and benchmark_frame["device_ms"].notna().any():
+        fig.add_trace(go.Histogram(x=benchmark_frame["device_ms"], nbinsx=bins, name="device time",
+                                   marker_color=PALETTE[1], opacity=0.7,
+                                   hovertemplate="%{x} ms: %{y} iterations<extra></extra>"))
+    if lat.size:
+        for label, v, dash in (("median", float(np.median(lat)), "solid"), ("p99", float(np.percentile(lat, 99)),
+                                                                             "dash")):
+            fig.add_vline(x=v, line_dash=dash, line_color="#333",
+                          annotation_text=f"{label} {v:.3f} ms", annotation_position="top right")
+    fig.update_layout(title=title or f"Latency distribution ({lat.size} iterations)", xaxis_title="latency [ms]",
+                      yaxis_title="iterations", barmode="overlay", **_LAYOUT)
+    return fig
+
+
+def latency_timeline(benchmark_frame: pd.DataFrame, title: str | None = None) -> go.Figure:
+    """Latency of each iteration against time since the first one (spots warm-up, throttling, noise)."""
+    _require(benchmark_frame, ["start_s", "latency_ms"], "latency_timeline")
+    f = benchmark_frame
+    it = f["iteration"] if "iteration" in f else pd.Series(range(len(f)))
+    fig = go.Figure(go.Scattergl(x=f["start_s"], y=f["latency_ms"], mode="markers+lines", name="host latency",
+                                 marker=dict(size=4, color=PALETTE[0]), line=dict(width=1),
+                                 customdata=np.asarray(it).reshape(-1, 1),
+                                 hovertemplate="iteration %{customdata[0]}<br>t = %{x:.3f} s<br>%{y:.4f} ms"
+                                               "<extra></extra>"))
+    if "device_ms" in f and f["device_ms"].notna().any():
+        fig.add_trace(go.Scattergl(x=f["start_s"], y=f["device_ms"], mode="markers", name="device time",
+                                   marker=dict(size=4, color=PALETTE[1]),
+                                   hovertemplate="t = %{x:.3f} s<br>%{y:.4f} ms<extra></extra>"))
+    fig.update_layout(title=title or "Latency over the run", xaxis_title="time since first iteration [s]",
+                      yaxis_title="latency [ms]", **_LAYOUT)
+    return fig
+
+
+# ---- monitor ----------------------------------------------------------------------------------------------
+_MONITOR_GROUPS = (
+    ("utilization [%]", ("utilization.gpu [%]", "utilization.memory [%]", "cpu.utilization [%]",
+                         "memory.utilization [%]")),
+    ("memory used [MiB]", ("memory.used [MiB]",)),
+    ("clock [MHz]", ("clocks.current.sm [MHz]", "clocks.current.memory [MHz]")),
+    ("power [W]", ("power.draw [W]",)),
+)
+
+
+def monitor_groups(columns: Iterable[str]) -> list[tuple[str, list[str]]]:
+    """Which monitor columns go on which chart row (only rows with data)."""
+    cols = set(columns)
+    return [(label, [c for c in group if c in cols]) for label, group in _MONITOR_GROUPS
+            if any(c in cols for c in group)]
+
+
+def monitor_timeline(monitor_frame: pd.DataFrame, per_cpu: bool = False, title: str | None = None) -> go.Figure:
+    """Utilization, memory, clocks and power against time (Monitor.to_frame(), NVML or psutil columns)."""
+    _require(monitor_frame, ["time_s"], "monitor_timeline")
+    f = monitor_frame
+    groups = monitor_groups(f.columns)
+    if per_cpu:
+        cpus = [c for c in f.columns if c.startswith("cpu") and c[3:4].isdigit()]
+        if cpus and groups and groups[0][0] == "utilization [%]":
+            groups[0] = (groups[0][0], groups[0][1] + cpus)
+    if not groups:
+        return _empty(title or "Monitor", "no utilization columns in this frame")
+    fig = make_subplots(rows=len(groups), cols=1, shared_xaxes=True, vertical_spacing=0.06,
+                        subplot_titles=[g[0] for g in groups])
+    k = 0
+    for row, (label, cols) in enumerate(groups, start=1):
+        for c in cols:
+            y = pd.to_numeric(f[c], errors="coerce")
+            fig.add_trace(go.Scatter(x=f["time_s"], y=y, mode="lines", name=c, line=dict(color=PALETTE[k % 16]),
+                                     hovertemplate=f"{c}<br>t = %{{x:.2f}} s: %{{y:.1f}}<extra></extra>"),
+                          row=row, col=1)
+            k += 1
+        fig.update_yaxes(title_text=label, row=row, col=1)
+    fig.update_xaxes(title_text="time [s]", row=len(groups), col=1)
+    source = "GPU (NVML)" if "utilization.gpu [%]" in f else "CPU (psutil)"
+    fig.update_layout(title=title or f"Monitor: {source}, {len(f)} samples", height=220 * len(groups) + 80,
+                      **_LAYOUT)
+    return fig
+
+
+# ---- precision ----------------------------------------------------------------------------------------------
+DEVIATION_COLUMNS = ("deviation_ratio", "ratio", "rel_error", "relative_error", "max_rel_error", "mean_rel_error",
+                     "max_abs_error", "mean_abs_error", "max_abs_diff")
+TENSOR_COLUMNS = ("tensor", "name", "output")
+
+
+def deviation_ratio(compare_frame: pd.DataFrame, value: str | None = None, threshold: float | None = None,
+                    title: str | None = None) -> go.Figure:
+    """Deviation of each compared tensor in graph order (bars), failing tensors highlighted."""
+    t = _pick(compare_frame, TENSOR_COLUMNS, "deviation_ratio")
+    v = _pick(compare_frame, DEVIATION_COLUMNS, "deviation_ratio", value)
+    f = compare_frame.reset_index(drop=True)
+    y = pd.to_numeric(f[v], errors="coerce")
+    if "passed" in f:
+        bad = ~f["passed"].astype(bool)
+    elif threshold is not None:
+        bad = y > threshold
+    else:
+        bad = pd.Series(False, index=f.index)
+    extra = [c for c in ("producer", "op_type", "max_abs_error", "mean_abs_error", "cosine", "snr_db")
+             if c in f and c != v]
+    hover = [f"<b>{r[t]}</b><br>{v} = {r[v]:.4g}" + "".join(f"<br>{c}: {r[c]}" for c in extra)
+             + ("<br><b>exceeds tolerance</b>" if b else "") for (_, r), b in zip(f.iterrows(), bad)]
+    fig = go.Figure(go.Bar(x=list(f[t].astype(str)), y=y, marker_color=[PALETTE[3] if b else PALETTE[0] for b in bad],
+                           hovertext=hover, hoverinfo="text", name=v))
+    if threshold is not None:
+        fig.add_hline(y=threshold, line_dash="dash", annotation_text=f"tolerance {threshold:g}")
+    fig.update_layout(title=title or f"{v} per tensor (graph order; {int(bad.sum())} of {len(f)} exceed tolerance)",
+                      xaxis_title="tensor (graph order)", yaxis_title=v, **_LAYOUT)
+    fig.update_xaxes(type="category", showticklabels=len(f) <= 60)
+    return fig
+
+
+RANGE_COLUMNS = (("overflow", ("overflow", "fp16_overflow", "n_overflow", "overflow_count")),
+                 ("underflow", ("underflow", "fp16_underflow", "n_underflow", "underflow_count")),
+                 ("subnormal", ("subnormal", "fp16_subnormal", "n_subnormal", "subnormal_count")))
+
+
+def fp16_range_counts(range_frame: pd.DataFrame, title: str | None = None) -> go.Figure:
+    """Per-tensor counts of values that overflow, underflow or turn subnormal in FP16 (log scale)."""
+    t = _pick(range_frame, TENSOR_COLUMNS, "fp16_range_counts")
+    found = [(label, next(c for c in cands if c in range_frame)) for label, cands in RANGE_COLUMNS
+             if any(c in range_frame for c in cands)]
+    if not found:
+        raise ConfigError(f"fp16_range_counts: the frame has no overflow/underflow/subnormal count columns "
+                          f"(it has {list(range_frame.columns)})")
+    f = range_frame.reset_index(drop=True)
+    total = pd.to_numeric(f["count"] if "count" in f else f.get("size", pd.Series([np.nan] * len(f))),
+                          errors="coerce")
+    fig = go.Figure()
+    for k, (label, col) in enumerate(found):
+        y = pd.to_numeric(f[col], errors="coerce").fillna(0)
+        hover = [f"<b>{n}</b><br>{label}: {int(c):,}" + ("" if pd.isna(tt) or not tt else f" of {int(tt):,} "
+                                                          f"({c / tt:.2%})") for n, c, tt in zip(f[t], y, total)]
+        # log axes cannot show 0: zero counts are drawn as gaps
+        fig.add_trace(go.Bar(x=list(f[t].astype(str)), y=y.where(y > 0), name=label, hovertext=hover,
+                             hoverinfo="text", marker_color=(PALETTE[3], PALETTE[0], PALETTE[5])[k]))
+    n_bad = int((sum(pd.to_numeric(f[c], errors="coerce").fillna(0) for _, c in found) > 0).sum())
+    fig.update_layout(title=title or f"FP16 range problems per tensor ({n_bad} of {len(f)} tensors affected)",
+                      xaxis_title="tensor (graph order)", yaxis_title="values (log scale)", yaxis_type="log",
+                      barmode="group", **_LAYOUT)
+    fig.update_xaxes(type="category", showticklabels=len(f) <= 60)
+    return fig
+
+
+def first_divergence(compare_frame: pd.DataFrame, value: str | None = None, threshold: float | None = None) -> int | None:
+    """Row position of the first tensor (graph order) that fails: `passed` False, or `value` above `threshold`."""
+    f = compare_frame.reset_index(drop=True)
+    if "first_divergence" in f and f["first_divergence"].astype(bool).any():
+        return int(np.flatnonzero(f["first_divergence"].astype(bool).to_numpy())[0])
+    if threshold is None and "passed" in f:
+        bad = ~f["passed"].astype(bool).to_numpy()
+    elif threshold is not None:
+        v = _pick(f, DEVIATION_COLUMNS, "first_divergence", value)
+        bad = (pd.to_numeric(f[v], errors="coerce") > threshold).to_numpy()
+    else:
+        return None
+    idx = np.flatnonzero(bad)
+    return int(idx[0]) if idx.size else None
+
+
+def error_growth(compare_frame: pd.DataFrame, value: str | None = None, threshold: float | None = None,
+                 title: str | None = None) -> go.Figure:
+    """Error along the graph (tensor order, log y) with the first divergence marked."""
+    t = _pick(compare_frame, TENSOR_COLUMNS, "error_growth")
+    v = _pick(compare_frame, DEVIATION_COLUMNS, "error_growth", value)
+    f = compare_frame.reset_index(drop=True)
+    y = pd.to_numeric(f[v], errors="coerce")
+    x = list(range(len(f)))
+    fig = go.Figure(go.Scatter(x=x, y=y, mode="lines+markers", name=v, marker=dict(size=5, color=PALETTE[0]),
+                               customdata=np.asarray(f[t].astype(str)).reshape(-1, 1),
+                               hovertemplate="%{customdata[0]}<br>position %{x}<br>" + v + " = %{y:.4g}"
+                                             "<extra></extra>"))
+    first = first_divergence(f, v, threshold)
+    if first is not None:
+        fig.add_trace(go.Scatter(x=[first], y=[y.iloc[first]], mode="markers", name="first divergence",
+                                 marker=dict(size=13, color=PALETTE[3], symbol="x"),
+                                 hovertext=[f"first divergence: {f[t].iloc[first]}"], hoverinfo="text"))
+        fig.add_vline(x=first, line_dash="dot", line_color=PALETTE[3],
+                      annotation_text=f"first divergence: {f[t].iloc[first]}", annotation_position="top left")
+    if threshold is not None:
+        fig.add_hline(y=threshold, line_dash="dash", annotation_text=f"tolerance {threshold:g}")
+    positive = bool((y > 0).any())
+    fig.update_layout(title=title or f"Error growth along the graph ({v})", xaxis_title="tensor position in graph order",
+                      yaxis_title=v + (" (log scale)" if positive else ""), yaxis_type="log" if positive else "linear",
+                      **_LAYOUT)
+    return fig
+
+
+# ---- sweeps ----------------------------------------------------------------------------------------------
+def knee(batch: Sequence[float], throughput: Sequence[float], fraction: float = 0.9) -> int | None:
+    """Index of the smallest batch reaching `fraction` of the best throughput (where larger batches stop paying)."""
+    b = np.asarray(batch, dtype=float)
+    t = np.asarray(throughput, dtype=float)
+    ok = ~np.isnan(t)
+    if not ok.any():
+        return None
+    best = np.nanmax(t)
+    order = np.argsort(b)
+    for i in order:
+        if ok[i] and t[i] >= fraction * best:
+            return int(i)
+    return None
+
+
+def throughput_vs_batch(sweep_frame: pd.DataFrame, x: str = "batch", y: str = "throughput_ips",
+                        color: str | None = "precision", latency: str | None = "latency_p99_ms",
+                        mark_knee: bool = True, title: str | None = None) -> go.Figure:
+    """Throughput (and tail latency on a second axis) against batch size, one line per precision, knee marked."""
+    _require(sweep_frame, [x, y], "throughput_vs_batch")
+    f = sweep_frame.sort_values(x)
+    groups = list(f.groupby(color, sort=False)) if color and color in f else [("", f)]
+    has_lat = bool(latency and latency in f)
+    fig = make_subplots(specs=[[{"secondary_y": has_lat}]])
+    unit = "samples/s" if "sample" in y else "inferences/s" if "ips" in y or "qps" in y else ""
+    for k, (g, part) in enumerate(groups):
+        c = PRECISION_COLORS.get(str(g), PALETTE[k % 16])
+        label = str(g) if g != "" else y
+        fig.add_trace(go.Scatter(x=part[x], y=part[y], mode="lines+markers", name=f"{label} throughput",
+                                 line=dict(color=c), legendgroup=label,
+                                 hovertemplate=f"{label}<br>{x} %{{x}}<br>%{{y:.1f}} {unit}<extra></extra>"),
+                      secondary_y=False)
+        if has_lat:
+            fig.add_trace(go.Scatter(x=part[x], y=part[latency], mode="lines+markers", name=f"{label} {latency}",
+                                     line=dict(color=c, dash="dot"), marker=dict(symbol="diamond"),
+                                     legendgroup=label,
+                                     hovertemplate=f"{label}<br>{x} %{{x}}<br>%{{y:.3f}} ms<extra></extra>"),
+                          secondary_y=True)
+        if mark_knee:
+            i = knee(part[x].to_numpy(), part[y].to_numpy())
+            if i is not None:
+                fig.add_trace(go.Scatter(x=[part[x].iloc[i]], y=[part[y].iloc[i]], mode="markers",
+                                         name=f"{label} knee", legendgroup=label,
+                                         marker=dict(size=14, color=c, symbol="star", line=dict(width=1, color="#000")),
+                                         hovertext=[f"knee ({label}): {x} {part[x].iloc[i]} reaches 90% of the best "
+                                                    f"throughput"], hoverinfo="text"), secondary_y=False)
+    fig.update_xaxes(title_text=x, type="log" if f[x].min() > 0 and f[x].max() / max(f[x].min(), 1) >= 16 else "linear")
+    fig.update_yaxes(title_text=f"throughput [{unit}]" if unit else y, secondary_y=False)
+    if has_lat:
+        fig.update_yaxes(title_text=f"{latency} [ms]", secondary_y=True)
+    fig.update_layout(title=title or f"Throughput vs {x}", **_LAYOUT)
+    return fig
+
+
+__all__ = ["deviation_ratio", "error_growth", "first_divergence", "fp16_range_counts", "knee", "latency_histogram",
+           "latency_timeline", "layer_comparison", "layer_timings", "monitor_groups", "monitor_timeline",
+           "op_type_breakdown", "throughput_vs_batch"]
