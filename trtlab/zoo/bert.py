@@ -103,10 +103,12 @@ def bert(seed: int = 0, size: str = "small", vocab_size: int | None = None, max_
     pos = g.const("embeddings.position_embeddings.weight", g.normal((max_position, hidden), 0.02))
     types = g.const("embeddings.token_type_embeddings.weight", g.normal((2, hidden), 0.02))
     x = g.node("Gather", [word, ids], "embeddings.word_embeddings", axis=0)
-    shape = g.node("Shape", [ids], "embeddings.shape")
-    seq = g.node("Gather", [shape, g.scalar("const.one_i64", 1, np.int64)], "embeddings.sequence_length", axis=0)
-    positions = g.node("Range", [g.scalar("const.zero_i64", 0, np.int64), seq, "const.one_i64"],
-                       "embeddings.position_ids")
+    # Position ids 0..sequence-1 for every row, built elementwise (ones, exclusive CumSum) rather
+    # than by Range so that shape inference keeps [batch, sequence] through the whole encoder.
+    zero, one = g.scalar("const.zero_i64", 0, np.int64), g.scalar("const.one_i64", 1, np.int64)
+    ones = g.node("Add", [g.node("Mul", [ids, zero], "embeddings.position_ids.zeros"), one],
+                  "embeddings.position_ids.ones")
+    positions = g.node("CumSum", [ones, one], "embeddings.position_ids", exclusive=1)
     x = g.node("Add", [x, g.node("Gather", [pos, positions], "embeddings.position_embeddings", axis=0)],
                "embeddings.add_position")
     # token_type_ids are all 0 here: add row 0 of the token-type table.

@@ -47,9 +47,9 @@ def unet(seed: int = 0, channels: int = 16, depth: int = 4, image_size: int = 12
         raise ConfigError(f"trtlab.zoo.unet: image_size={image_size} must be a positive multiple of "
                           f"2**depth={2 ** depth}; try 128 or 64")
     g = GraphBuilder("unet", seed)
-    probe = min(image_size, 128)
+    side = min(image_size, 128)  # probe about one 128x128 image's worth of pixels, however small the image
     x = g.input("image", TensorProto.FLOAT, ["batch", in_channels, image_size, image_size],
-                probe_shape=(1, in_channels, probe, probe))
+                probe_shape=(-(-128 * 128 // (side * side)), in_channels, side, side))
     skips = []
     for level in range(depth):
         x = _double_conv(g, x, channels * 2 ** level, f"encoder.{level}")
@@ -66,7 +66,7 @@ def unet(seed: int = 0, channels: int = 16, depth: int = 4, image_size: int = 12
         x = g.node("Concat", [x, skip], f"{prefix}.concat", probe=np.concatenate([g.probe[x], g.probe[skip]], 1),
                    axis=1)
         x = _double_conv(g, x, cout, prefix)
-    x = g.conv(x, num_classes, 1, "head.conv", bias=True, gain=1.0)
+    x = g.conv(x, num_classes, 1, "head.conv", bias=True)
     g.node("Sigmoid", [x], "head.sigmoid", outputs=["mask"])
     g.output("mask", TensorProto.FLOAT, ["batch", num_classes, image_size, image_size])
     return g.build(f"unet: random-weight U-Net (base {channels} channels, depth {depth}, {upsample} upsampling, "

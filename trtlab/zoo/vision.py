@@ -7,9 +7,6 @@ from onnx import TensorProto
 from trtlab.errors import ConfigError
 from trtlab.zoo._graph import GraphBuilder
 
-_SAVE_NOTE = "Save it with onnx.save(model, path)."
-
-
 def _check_image(fn: str, image_size: int, num_classes: int, multiple: int = 32) -> None:
     if image_size < multiple or image_size % multiple:
         raise ConfigError(f"trtlab.zoo.{fn}: image_size={image_size} must be a positive multiple of "
@@ -19,8 +16,10 @@ def _check_image(fn: str, image_size: int, num_classes: int, multiple: int = 32)
 
 
 def _probe_shape(image_size: int) -> tuple[int, int, int, int]:
-    """Shape of the numpy probe batch used to set BatchNormalization statistics."""
-    return (1, 3, min(image_size, 224), min(image_size, 224))
+    """Numpy probe batch that sets BatchNormalization statistics: about one 224x224 image's worth of pixels,
+    so that small images still give the last stage enough samples per channel."""
+    side = min(image_size, 224)
+    return (-(-224 * 224 // (side * side)), 3, side, side)
 
 
 def _stem(g: GraphBuilder) -> str:
