@@ -343,7 +343,7 @@ def _read_file(path: Path) -> onnx.ModelProto:
     _check_parsed(proto, str(path))
     try:
         onnx.external_data_helper.load_external_data_for_model(proto, str(path.parent))
-    except (FileNotFoundError, OSError) as exc:
+    except Exception as exc:  # onnx raises OSError or its checker's ValidationError
         raise ModelError(f"{path} refers to external weight data that is missing ({exc}): keep the data "
                          f"file(s) next to the .onnx file") from None
     return proto

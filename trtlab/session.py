@@ -116,6 +116,7 @@ class Session:
             reporter.write("info", f"cache hit (memory): {config.describe()}", "build")
             return cached
         from .precision import make_variant
+        self.backend.check_config(config)
         t0 = time.perf_counter()
         record = self.workspace.find_engine(config)
         if record is not None:

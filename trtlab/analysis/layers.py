@@ -96,14 +96,14 @@ def _shapes(entries: list[dict[str, Any]] | None) -> list[list[int]]:
 
 def fused_coverage(original: Any, optimized: Any) -> dict[str, list[str]]:
     """For each node ONNX Runtime created by fusion, the original nodes it covers (traced through tensors)."""
-    orig_names = {n.name for n in original.graph.node}
+    orig_outputs = {n.name: list(n.output) for n in original.graph.node}
     producer = {o: n for n in original.graph.node for o in n.output if o}
     opt_tensors = {t for n in optimized.graph.node for t in list(n.input) + list(n.output)}
     opt_tensors |= {i.name for i in optimized.graph.input} | {i.name for i in optimized.graph.initializer}
     cover: dict[str, list[str]] = {}
     for node in optimized.graph.node:
-        if node.name in orig_names:
-            continue
+        if orig_outputs.get(node.name) == list(node.output):
+            continue  # the original node, unchanged
         seen: list[str] = []
         stack = [o for o in node.output if o in producer]
         while stack:

@@ -167,6 +167,13 @@ class Backend(ABC):
     def available(cls) -> tuple[bool, str]:
         """(True, version) when usable here, else (False, the reason and the fix)."""
 
+    def check_config(self, config: BuildConfig) -> None:
+        """Refuse, before any work, a config this backend cannot build (e.g. a precision it lacks kernels for)."""
+        from ..errors import PrecisionNotSupportedError
+        if config.precision not in self.precisions:
+            raise PrecisionNotSupportedError(f"backend {self.name} cannot run precision {config.precision!r}; "
+                                             f"it runs {', '.join(self.precisions)}")
+
     @abstractmethod
     def build(self, model: Model, variant: Variant, config: BuildConfig, reporter: "Reporter") -> Engine:
         """Build an engine for `config` from `variant` (a typed ONNX model)."""

@@ -259,12 +259,16 @@ class OnnxRuntimeBackend(Backend):
                 "cuda_options": {"cudnn_conv_algo_search": ["EXHAUSTIVE", "HEURISTIC", "DEFAULT"],
                                  "prefer_nhwc": ["0", "1"], "enable_cuda_graph": ["0", "1"]}}
 
-    def build(self, model: Model, variant: Variant, config: BuildConfig, reporter: "Reporter") -> Engine:
-        ort = _ort()
+    def check_config(self, config: BuildConfig) -> None:
         if config.precision == "fp8":
             raise PrecisionNotSupportedError(
                 "ONNX Runtime has no FP8 convolution/matmul kernels on the CPU or CUDA providers: build fp8 with "
                 "backend='tensorrt' on a Hopper/Ada GPU, or use int8")
+        super().check_config(config)
+
+    def build(self, model: Model, variant: Variant, config: BuildConfig, reporter: "Reporter") -> Engine:
+        ort = _ort()
+        self.check_config(config)
         providers = provider_names(config.providers)
         cuda_opts = dict(config.option("cuda_options", ()) or ())
         if cuda_opts and "CUDAExecutionProvider" not in providers:

@@ -1,0 +1,49 @@
+"""Shared fixtures: small real ONNX models built with onnx.helper, and a temporary workspace."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+
+def conv_model(channels: int = 8, size: int = 16, seed: int = 0) -> onnx.ModelProto:
+    """Conv -> Relu -> Conv -> Add(residual) -> GlobalAveragePool -> Flatten -> Gemm, dynamic batch."""
+    rng = np.random.default_rng(seed)
+    c = channels
+    inits = [
+        numpy_helper.from_array((rng.standard_normal((c, 3, 3, 3)) * np.sqrt(2 / 27)).astype(np.float32), "w0"),
+        numpy_helper.from_array(np.zeros(c, np.float32), "b0"),
+        numpy_helper.from_array((rng.standard_normal((c, c, 3, 3)) * np.sqrt(2 / (9 * c))).astype(np.float32), "w1"),
+        numpy_helper.from_array(rng.standard_normal(c).astype(np.float32) * 0.1, "b1"),
+        numpy_helper.from_array((rng.standard_normal((10, c)) * np.sqrt(1 / c)).astype(np.float32), "fc_w"),
+        numpy_helper.from_array(np.zeros(10, np.float32), "fc_b"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["input", "w0", "b0"], ["c0"], name="conv0", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c0"], ["r0"], name="relu0"),
+        helper.make_node("Conv", ["r0", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["c1", "r0"], ["a1"], name="add1"),
+        helper.make_node("Relu", ["a1"], ["r1"], name="relu1"),
+        helper.make_node("GlobalAveragePool", ["r1"], ["p"], name="pool"),
+        helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
+        helper.make_node("Gemm", ["f", "fc_w", "fc_b"], ["logits"], name="fc", transB=1),
+    ]
+    graph = helper.make_graph(nodes, "convnet", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                                                 ["batch", 3, size, size])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.fixture
+def tiny_model() -> onnx.ModelProto:
+    """A small conv net with a residual Add and a dynamic batch."""
+    return conv_model()
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    """A fresh workspace folder."""
+    return tmp_path / "ws"

@@ -1,0 +1,121 @@
+"""Benchmark statistics on known arrays, the summary, and per-layer profiles against the executed graph."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import trtlab
+from trtlab.analysis.benchmark import BenchmarkResult, latency_stats
+from trtlab.analysis.layers import fused_coverage, parse_ort_profile
+from trtlab.errors import ConfigError
+
+
+def test_latency_stats_known_array():
+    a = np.arange(1, 101, dtype=float)  # 1..100 ms
+    s = latency_stats(a)
+    assert s["min"] == 1 and s["max"] == 100 and s["mean"] == 50.5 and s["median"] == 50.5
+    assert s["p90"] == pytest.approx(np.percentile(a, 90)) == pytest.approx(90.1)
+    assert s["p99"] == pytest.approx(99.01)
+    assert s["std"] == pytest.approx(np.std(a))
+    with pytest.raises(ConfigError, match="no latencies"):
+        latency_stats(np.array([]))
+
+
+def test_result_throughput_frame_and_summary_text():
+    lat = np.array([2.0, 4.0, 6.0, 8.0])
+    r = BenchmarkResult(engine="m fp32", batch=8, latencies_ms=lat, starts_s=np.array([10.0, 10.002, 10.006, 10.012]),
+                        wall_s=0.025, warmup=2)
+    assert r.throughput == pytest.approx(4 / 0.025) and r.samples_per_s == pytest.approx(8 * 4 / 0.025)
+    f = r.to_frame()
+    assert list(f.columns) == ["iteration", "start_s", "latency_ms"]
+    np.testing.assert_allclose(f["start_s"], [0, 0.002, 0.006, 0.012])
+    text = str(r)
+    assert "=== Performance summary ===" in text and "Throughput: 160 qps" in text
+    assert "median = 5 ms" in text and "percentile(99%)" in text
+    back = BenchmarkResult.from_dict(json.loads(json.dumps(r.to_dict())))
+    np.testing.assert_array_equal(back.latencies_ms, lat) and back.batch == 8
+
+
+def test_session_benchmark_iterations_and_duration(tiny_model, workspace):
+    s = trtlab.Session(tiny_model, workspace=workspace)
+    eng = s.build(batch=2)
+    r = s.benchmark(eng, iterations=50, warmup=3)
+    assert r.iterations == 50 and r.batch == 2 and (r.latencies_ms > 0).all()
+    assert r.wall_s >= r.latencies_ms.sum() / 1e3 * 0.999
+    assert np.all(np.diff(r.starts_s) > 0)
+    d = s.benchmark(eng, duration=0.3, warmup=1)
+    assert d.iterations > 1 and d.to_frame()["start_s"].iloc[-1] <= 0.3 + d.latencies_ms.max() / 1e3 + 0.3
+    with pytest.raises(ConfigError, match="iterations must be positive"):
+        s.benchmark(eng, iterations=0)
+
+
+def test_benchmark_with_user_data(tiny_model, workspace):
+    s = trtlab.Session(tiny_model, workspace=workspace)
+    x = np.ones((5, 3, 16, 16), np.float32)
+    r = s.benchmark(s.build(batch=5), iterations=5, data={"input": x})
+    assert r.batch == 5
+
+
+def test_profile_rows_equal_executed_nodes(tiny_model, workspace):
+    s = trtlab.Session(tiny_model, workspace=workspace)
+    for level in ("disable", "all"):
+        eng = s.build(batch=2, graph_optimization=level)
+        p = s.profile_layers(eng, runs=7, warmup=2)
+        executed = eng.layers()
+        assert len(p.to_frame()) == len(executed), level
+        f = p.to_frame()
+        assert (f["count"] == 7).all() and p.runs == 7
+        assert f["share"].sum() == pytest.approx(1.0)
+        assert (f["median_ms"] >= f["min_ms"]).all() and (f["median_ms"] <= f["max_ms"]).all()
+        assert set(f["provider"]) == {"CPUExecutionProvider"}
+        ops = p.by_op_type()
+        assert ops["total_ms"].sum() == pytest.approx(f["median_ms"].sum())
+        assert ops["layers"].sum() == len(f)
+    plain = s.profile_layers(s.build(batch=2, graph_optimization="disable"), runs=3).to_frame().set_index("name")
+    assert plain.loc["conv1", "input_shapes"][0] == [2, 8, 16, 16]
+    assert plain.loc["fc", "output_shapes"] == [[2, 10]]
+
+
+def test_parse_profile_skips_warmup_and_aggregates():
+    def node(name, ts, dur):
+        return {"cat": "Node", "name": f"{name}_kernel_time", "ts": ts, "dur": dur,
+                "args": {"op_name": "Relu", "provider": "CPUExecutionProvider",
+                         "input_type_shape": [{"float": [1, 4]}], "output_type_shape": [{"float": [1, 4]}]}}
+    events = []
+    for k, durs in enumerate([(1000, 1000), (10, 30), (20, 40), (30, 50)]):
+        t = k * 1000
+        events.append({"cat": "Session", "name": "model_run", "ts": t, "dur": 900})
+        events += [node("a", t + 1, durs[0]), node("b", t + 2, durs[1])]
+    p = parse_ort_profile(events, skip_runs=1)
+    f = p.to_frame().set_index("name")
+    assert p.runs == 3 and f.loc["a", "count"] == 3
+    assert f.loc["a", "median_ms"] == pytest.approx(0.020) and f.loc["b", "mean_ms"] == pytest.approx(0.040)
+    assert f.loc["a", "precision"] == "fp32"
+    assert f.loc["a", "share"] == pytest.approx(0.020 / 0.060)
+
+
+def test_fused_coverage_traces_original_nodes(tiny_model):
+    import onnx
+    from onnx import helper
+    opt = onnx.ModelProto()
+    opt.CopyFrom(tiny_model)
+    del opt.graph.node[:]
+    # what ORT's Conv+Add+Relu fusion produces: one node reading input/r0, writing r1
+    opt.graph.node.extend([
+        helper.make_node("Conv", ["input", "w0", "b0"], ["r0"], name="conv0_fused"),
+        helper.make_node("FusedConv", ["r0", "w1", "b1", "r0"], ["r1"], name="conv1_fused", domain="com.microsoft"),
+        helper.make_node("GlobalAveragePool", ["r1"], ["p"], name="pool")])
+    cov = fused_coverage(tiny_model, opt)
+    assert cov["conv0_fused"] == ["conv0", "relu0"]
+    assert cov["conv1_fused"] == ["conv1", "add1", "relu1"]
+    assert "pool" not in cov
+
+
+def test_ort_fused_nodes_name_what_they_cover(tiny_model, workspace):
+    s = trtlab.Session(tiny_model, workspace=workspace)
+    p = s.profile_layers(s.build(batch=1, graph_optimization="extended"), runs=2).to_frame()
+    covered = [n for lst in p["fused_from"] for n in lst]
+    # ORT fuses Conv+Relu at the extended level: the fused row names the original nodes it runs
+    assert "relu0" in covered and "conv0" in covered

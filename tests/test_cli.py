@@ -1,0 +1,47 @@
+"""The trtlab command: info, bench and profile, as text and JSON, and clear errors."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import onnx
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "trtlab", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_info_text_and_json():
+    p = run_cli("info")
+    assert p.returncode == 0 and "onnxruntime" in p.stdout and "backends:" in p.stdout
+    j = json.loads(run_cli("info", "--json").stdout)
+    assert j["backends"]["onnxruntime"]["available"] is True
+
+
+def test_bench_and_profile(tmp_path, tiny_model):
+    path = tmp_path / "m.onnx"
+    onnx.save(tiny_model, str(path))
+    p = run_cli("bench", str(path), "--batch", "8", "--iterations", "20", "--workspace", str(tmp_path / "ws"))
+    assert p.returncode == 0, p.stderr
+    assert "=== Performance summary ===" in p.stdout and "at batch 8" in p.stdout
+    j = json.loads(run_cli("bench", str(path), "--batch", "2", "--iterations", "5", "--json",
+                           "--workspace", str(tmp_path / "ws")).stdout)
+    assert j["iterations"] == 5 and j["batch"] == 2 and j["latency_median_ms"] > 0
+    p = run_cli("profile", str(path), "--batch", "2", "--runs", "3", "--workspace", str(tmp_path / "ws"))
+    assert p.returncode == 0 and "Per-layer profile" in p.stdout and "op_type" in p.stdout
+    j = json.loads(run_cli("profile", str(path), "--batch", "2", "--runs", "3", "--json",
+                           "--workspace", str(tmp_path / "ws")).stdout)
+    assert j["runs"] == 3 and len(j["layers"]) > 0
+
+
+def test_zoo_model_by_name(tmp_path):
+    p = run_cli("bench", "zoo:mlp", "--batch", "4", "--iterations", "5", "--workspace", str(tmp_path / "ws"))
+    assert p.returncode == 0, p.stderr
+
+
+def test_errors_are_one_clear_line(tmp_path):
+    p = run_cli("bench", str(tmp_path / "missing.onnx"))
+    assert p.returncode == 2
+    assert p.stderr.startswith("trtlab: error: model file") and "not found" in p.stderr
+    assert "Traceback" not in p.stderr
