@@ -1,0 +1,149 @@
+"""The one place that picks `tensorrt`, `tensorrt_rtx` or `tensorrt_rtx_bindings` and isolates their API differences."""
+from __future__ import annotations
+
+import importlib
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Sequence
+
+from ...errors import BackendUnavailableError, ConfigError
+
+# family -> candidate module names, in order of preference
+MODULES = {"tensorrt": ("tensorrt",), "tensorrt-rtx": ("tensorrt_rtx", "tensorrt_rtx_bindings")}
+INSTALL = {"tensorrt": "pip install tensorrt (needs an NVIDIA GPU and driver to run engines)",
+           "tensorrt-rtx": "pip install tensorrt-rtx-cu13-libs tensorrt-rtx-cu13-bindings"}
+
+
+@dataclass(frozen=True)
+class TrtApi:
+    """An imported TensorRT module and what its family supports."""
+
+    module: Any
+    module_name: str
+    family: str
+    version: str
+
+    @property
+    def is_rtx(self) -> bool:
+        """True for TensorRT for RTX (compute-capability targets, runtime cache, no timing cache)."""
+        return self.family == "tensorrt-rtx"
+
+    @property
+    def major(self) -> int:
+        """Major version number."""
+        return int(self.version.split(".")[0])
+
+    @property
+    def always_strongly_typed(self) -> bool:
+        """TensorRT 11 and TensorRT-RTX build strongly typed networks only."""
+        return self.is_rtx or self.major >= 11
+
+    def network_flags(self) -> int:
+        """Creation flags for a strongly typed network (TensorRT 10 needs the flag; 11 and RTX are always so)."""
+        flag = getattr(self.module.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+        return 1 << int(flag) if flag is not None and not self.always_strongly_typed else 0
+
+    def set_targets(self, config: Any, compute_capability: Sequence[str] | None) -> list[str]:
+        """Make `config` build for the given compute capabilities (RTX only); returns the targets set."""
+        if not compute_capability:
+            return []
+        if not self.is_rtx:
+            raise ConfigError(f"compute_capability= is a TensorRT for RTX option; {self.module_name} "
+                              f"{self.version} builds for the GPU it runs on (drop compute_capability=)")
+        cc_enum = self.module.ComputeCapability
+        names = [normalise_cc(c) for c in compute_capability]
+        members = {k: v for k, v in cc_enum.__members__.items()}
+        bad = [n for n in names if f"SM{n.replace('.', '')}" not in members]
+        if bad:
+            known = sorted(f"{k[2:-1]}.{k[-1]}" for k in members if k.startswith("SM"))
+            raise ConfigError(f"compute capability {', '.join(bad)} is not a target of {self.module_name} "
+                              f"{self.version}; choose from {', '.join(known)}")
+        config.num_compute_capabilities = len(names)
+        for i, n in enumerate(names):
+            if not config.set_compute_capability(members[f"SM{n.replace('.', '')}"], i):
+                raise ConfigError(f"{self.module_name} refused compute capability {n} as target {i}")
+        return names
+
+    def timing_cache_supported(self) -> bool:
+        """TensorRT keeps a timing cache; in TensorRT-RTX its operations are documented no-ops."""
+        return not self.is_rtx
+
+    def create_timing_cache(self, config: Any, data: bytes) -> Any:
+        """An ITimingCache from serialized bytes (b'' for a new one), attached to `config`."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # RTX marks the timing cache deprecated
+            cache = config.create_timing_cache(data)
+            config.set_timing_cache(cache, False)
+        return cache
+
+    def serialize_timing_cache(self, cache: Any) -> bytes:
+        """Serialized bytes of an ITimingCache."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return host_bytes(cache.serialize())
+
+    def severity_name(self, severity: Any) -> str:
+        """trtlab severity (verbose/info/warning/error) of an ILogger.Severity."""
+        name = getattr(severity, "name", str(severity)).rsplit(".", 1)[-1].upper()
+        return {"INTERNAL_ERROR": "error", "ERROR": "error", "WARNING": "warning", "INFO": "info"}.get(name, "verbose")
+
+
+def normalise_cc(value: Any) -> str:
+    """'8.9', 8.9, 'sm89', 'SM_89' or (8, 9) -> '8.9'."""
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return f"{int(value[0])}.{int(value[1])}"
+    text = str(value).strip().lower().replace("sm_", "").replace("sm", "")
+    if "." in text:
+        major, minor = text.split(".", 1)
+    elif text.isdigit() and len(text) >= 2:
+        major, minor = text[:-1], text[-1]
+    else:
+        raise ConfigError(f"cannot read compute capability {value!r}: write it like '8.9' or 'sm89'")
+    return f"{int(major)}.{int(minor)}"
+
+
+def host_bytes(memory: Any) -> bytes:
+    """Bytes of an IHostMemory (or any buffer)."""
+    return bytes(memoryview(memory))
+
+
+@lru_cache(maxsize=None)
+def _load(family: str) -> TrtApi | str:
+    errors = []
+    for name in MODULES[family]:
+        try:
+            mod = importlib.import_module(name)
+        except Exception as exc:  # a broken install raises OSError/RuntimeError, not only ImportError
+            errors.append(f"{name}: {exc}")
+            continue
+        version = str(getattr(mod, "__version__", "0"))
+        return TrtApi(mod, name, family, version)
+    return "; ".join(errors)
+
+
+def load_api(family: str) -> TrtApi:
+    """The TensorRT module of a family ('tensorrt' or 'tensorrt-rtx'), or BackendUnavailableError saying why."""
+    got = _load(family)
+    if isinstance(got, str):
+        raise BackendUnavailableError(f"{family} is not installed ({got}); install it with: {INSTALL[family]}")
+    return got
+
+
+def find_api(family: str) -> tuple[TrtApi | None, str]:
+    """(api, version) or (None, why not) without raising."""
+    got = _load(family)
+    return (None, got) if isinstance(got, str) else (got, got.version)
+
+
+def cuda_runtime() -> Any:
+    """cuda-python's runtime module (`cuda.bindings.runtime`, or the older `cuda.cudart`), imported lazily."""
+    try:
+        from cuda.bindings import runtime as cudart
+    except ImportError:
+        try:
+            from cuda import cudart  # cuda-python < 12.6
+        except ImportError:
+            raise BackendUnavailableError("TensorRT engines need an NVIDIA GPU and cuda-python to run: "
+                                          "pip install cuda-python (cuda.bindings) on a machine with a GPU") from None
+    return cudart

@@ -1,0 +1,109 @@
+"""ILogger and IProgressMonitor subclasses that feed the session log and progress bar, and honour Cancel."""
+from __future__ import annotations
+
+import re
+import threading
+from typing import TYPE_CHECKING, Any
+
+from ...errors import CancelledError
+
+if TYPE_CHECKING:
+    from ...events import Reporter
+    from ._import import TrtApi
+
+
+def make_logger(api: "TrtApi", reporter: "Reporter | None" = None, source: str = "tensorrt") -> Any:
+    """An ILogger of `api` that writes every message to the reporter's log with its severity and keeps them."""
+
+    class TrtLogger(api.module.ILogger):
+        """Feeds TensorRT's log (verbose included, TensorRT FAQ 13) to the session log."""
+
+        def __init__(self) -> None:
+            api.module.ILogger.__init__(self)
+            self.records: list[tuple[str, str]] = []
+            self.reporter = reporter
+            self._lock = threading.Lock()
+
+        def log(self, severity: Any, msg: str) -> None:
+            sev = api.severity_name(severity)
+            with self._lock:
+                self.records.append((sev, msg))
+            if self.reporter is not None:
+                self.reporter.write(sev, msg, source)
+
+        def text(self, level: str = "verbose") -> str:
+            """Every message at or above `level`, one per line."""
+            order = ["verbose", "info", "warning", "error"]
+            keep = set(order[order.index(level):])
+            return "\n".join(m for s, m in self.records if s in keep)
+
+        def errors(self) -> list[str]:
+            """Messages of severity error."""
+            return [m for s, m in self.records if s == "error"]
+
+    return TrtLogger()
+
+
+_FIGURES = {
+    "engine_generation_s": r"Engine generation completed in ([0-9.eE+-]+) seconds",
+    "peak_cpu_mib": r"Peak memory usage of TRT CPU/GPU memory allocators: CPU (\d+) MiB",
+    "peak_gpu_mib": r"Peak memory usage of TRT CPU/GPU memory allocators: CPU \d+ MiB, GPU (\d+) MiB",
+    "activation_bytes": r"Total Activation Memory: (\d+) bytes",
+    "weights_bytes": r"Total Weights Memory: (\d+) bytes",
+    "scratch_bytes": r"Max Scratch Memory: (\d+) bytes",
+    "host_persistent_bytes": r"Total Host Persistent Memory: (\d+) bytes",
+    "device_persistent_bytes": r"Total Device Persistent Memory: (\d+) bytes",
+}
+
+
+def build_figures(log_text: str) -> dict[str, float]:
+    """Build time and memory figures that TensorRT prints while building (last occurrence of each)."""
+    out: dict[str, float] = {}
+    for key, pattern in _FIGURES.items():
+        found = re.findall(pattern, log_text)
+        if found:
+            out[key] = float(found[-1]) if "." in found[-1] or "e" in found[-1].lower() else int(found[-1])
+    return out
+
+
+def make_progress_monitor(api: "TrtApi", reporter: "Reporter | None") -> Any:
+    """An IProgressMonitor that reports phases/steps as progress and returns False once Cancel is pressed."""
+
+    class TrtProgress(api.module.IProgressMonitor):
+        """Phase tree -> one fraction for the progress bar; step_complete returns False to cancel the build."""
+
+        def __init__(self) -> None:
+            api.module.IProgressMonitor.__init__(self)
+            self.phases: dict[str, list[int]] = {}  # name -> [done, total]
+            self.parents: dict[str, str | None] = {}
+            self.cancelled = False
+            self.steps = 0
+            self._lock = threading.Lock()
+
+        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
+            with self._lock:
+                self.phases[phase_name] = [0, max(int(num_steps), 1)]
+                self.parents[phase_name] = parent_phase
+
+        def step_complete(self, phase_name: str, step: int) -> bool:
+            with self._lock:
+                self.steps += 1
+                if phase_name in self.phases:
+                    self.phases[phase_name][0] = int(step) + 1
+                top = [p for p, parent in self.parents.items() if parent is None]
+                done, total = self.phases.get(top[0], [0, 1]) if top else (0, 1)
+            if reporter is None:
+                return not self.cancelled
+            try:
+                # exceptions must not cross into TensorRT: turn Cancel into a False return
+                reporter.update(done, total, phase_name)
+            except CancelledError:
+                self.cancelled = True
+            return not self.cancelled
+
+        def phase_finish(self, phase_name: str) -> None:
+            with self._lock:
+                self.phases.pop(phase_name, None)
+                self.parents.pop(phase_name, None)
+
+    return TrtProgress()
