@@ -1,13 +1,14 @@
 """Precision as ONNX-to-ONNX transforms: the variant a backend builds (precision, FP32 pins, marked outputs)."""
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import onnx
 
 from ..backends.base import Variant
 from ..config import BuildConfig
-from ..errors import ConfigError, PrecisionNotSupportedError
+from ..errors import CalibrationError, ConfigError
 from ..model import Model
 
 
@@ -38,13 +39,42 @@ def mark_outputs(proto: onnx.ModelProto, model: Model, names: tuple[str, ...] | 
 
 
 def make_variant(model: Model, config: BuildConfig, calibration: Any = None) -> Variant:
-    """The typed ONNX model for `config`: precision transform, FP32 pins and marked outputs applied."""
-    if config.precision != "fp32":
-        raise PrecisionNotSupportedError(f"precision {config.precision!r} is not implemented yet")
-    if config.fp32_layers:
-        raise ConfigError("fp32_layers only apply to reduced precisions (fp16, bf16, int8, fp8)")
-    proto = model.proto
+    """The typed ONNX model for `config`: precision transform, FP32 pins and marked outputs applied.
+
+    fp16/bf16: `lowp.convert` (I/O stay fp32 unless option keep_io_types=False; pins stay fp32).
+    int8/fp8: `qdq.quantize` from `calibration` (a CalibrationTable, e.g. loaded from a TensorRT cache);
+    pinned nodes get no Q/DQ. int8+fp16: Q/DQ at opset 19 (so DequantizeLinear can yield fp16), then fp16.
+    Outputs are marked after the transform, so a marked tensor keeps the type the variant computes it in.
+    """
+    from .lowp import check_node_names
+    precision = config.precision
+    pins = list(config.fp32_layers)
+    if pins and precision == "fp32":
+        raise ConfigError("fp32_layers only apply to reduced precisions (fp16, bf16, int8, fp8, int8+fp16)")
+    check_node_names(model.proto, pins)
+    keep_io = bool(config.option("keep_io_types", True))
+    proto, notes, report = model.proto, [], None
+    if precision in ("int8", "fp8", "int8+fp16"):
+        from .qdq import quantize
+        if isinstance(calibration, (str, os.PathLike)):
+            from .calibration import CalibrationTable
+            calibration = CalibrationTable.load(calibration)
+        if calibration is None:
+            raise CalibrationError(f"precision {precision!r} needs a calibration: pass calibration= a "
+                                   f"CalibrationTable, a TensorRT calibration cache file, or Session.calibrate(data)")
+        q = quantize(proto, calibration, dtype="fp8" if precision == "fp8" else "int8",
+                     per_channel=bool(config.option("per_channel", True)), skip_nodes=tuple(pins),
+                     min_opset=19 if precision == "int8+fp16" else 0)
+        proto, notes = q.model, list(q.notes)
+    if precision in ("fp16", "bf16", "int8+fp16"):
+        from .lowp import convert
+        low = convert(proto, "bf16" if precision == "bf16" else "fp16", keep_io_types=keep_io, node_block_list=pins)
+        proto, report = low.model, low.weight_report
+        notes += low.notes
+    if precision != "fp32" and proto is not model.proto:
+        notes.append(f"pinned to fp32: {pins}" if pins else f"{precision}: no fp32 pins")
     marked: list[str] = []
     if config.outputs:
         proto, marked = mark_outputs(proto, model, config.outputs)
-    return Variant(model=proto, precision="fp32", marked_outputs=marked)
+    return Variant(model=proto, precision=precision, marked_outputs=marked, fp32_layers=pins, notes=notes,
+                   weight_report=report)
