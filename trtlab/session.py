@@ -255,6 +255,114 @@ class Session:
     # ---- TensorRT (issue 5) ---------------------------------------------------------------
 
     # ---- tuning (issue 7) -----------------------------------------------------------------
+    def sweep(self, batch: Iterable[int] | int = (1,), precision: Iterable[str] | str = ("fp32",),
+              concurrency: Iterable[int] | int = (1,), options: Mapping[str, Iterable[Any]] | None = None,
+              iterations: int | None = None, duration: float | None = None, warmup: int = 10, seed: int = 0,
+              monitor: Any = True, resume: bool | str = False, budget_s: float | None = None,
+              keep_engines: bool = True, background: bool = False, **build_args: Any):
+        """Benchmark every (options, precision, batch, concurrency) point; each point is appended to the
+        workspace as it finishes. resume=True (or a sweep id) runs only the points not finished yet.
+        monitor: True (0.1 s samples), an interval in seconds, a Monitor, or False."""
+        from .analysis.sweep import SweepSpec, SweepStore, run_sweep
+        root = self.workspace.path / "sweeps"
+        if isinstance(resume, str):
+            store = SweepStore(root / resume)
+            spec = store.spec()
+        else:
+            spec = SweepSpec.make(batch, precision, concurrency, options, iterations, duration, warmup, seed,
+                                  build_args)
+            store = SweepStore(root / spec.id)
+        fixed = {k: v for k, v in spec.to_dict()["build"].items()}
+
+        def work(rep: Reporter):
+            before = {c for c, e in self._engines.items() if not e._closed}
+            mon, own = self._sweep_monitor(monitor)
+
+            def build(prec: str, b: int, opts: Mapping[str, Any]) -> Engine:
+                return self.build(precision=prec, batch=b, **{**fixed, **dict(opts)})
+
+            def release(engine: Engine) -> None:
+                if not keep_engines and engine.config not in before:
+                    engine.close()
+            try:
+                result = run_sweep(spec, build, store, rep, resume=bool(resume), monitor=mon, budget_s=budget_s,
+                                   release=release)
+            finally:
+                if own:
+                    mon.stop()
+                    mon.to_frame().to_csv(store.folder / "monitor.csv", index=False)
+            self.workspace.save_result("sweep", result.to_dict(), result.to_frame())
+            return result
+        return self._run(f"sweep {spec.id}", work, background)
+
+    def _sweep_monitor(self, monitor: Any) -> tuple[Any, bool]:
+        if monitor is False or monitor is None:
+            return None, False
+        if monitor is True or isinstance(monitor, (int, float)):
+            from .monitor import Monitor
+            return Monitor(interval=0.1 if monitor is True else float(monitor)).start(), True
+        return monitor, False
+
+    def load_sweep(self, sweep_id: str):
+        """A sweep read back from the workspace (finished points; `.missing` is what resume would run)."""
+        from .analysis.sweep import load_sweep
+        folder = self.workspace.path / "sweeps" / sweep_id
+        if not (folder / "spec.json").exists():
+            known = sorted(p.name for p in (self.workspace.path / "sweeps").glob("sweep-*")) \
+                if (self.workspace.path / "sweeps").exists() else []
+            raise ConfigError(f"no sweep {sweep_id!r} in {self.workspace.path / 'sweeps'}; stored: {known}")
+        return load_sweep(folder)
+
+    def check_thread_safety(self, engine: EngineSpec = None, threads: int = 8, iterations: int = 20,
+                            distinct_inputs: bool = False, timing_iterations: int | None = None, seed: int = 0,
+                            data: Mapping[str, np.ndarray] | None = None, background: bool = False):
+        """Run `threads` threads on one engine at once; outputs must equal the single-thread run (TensorRT
+        FAQ 2); reports mismatches, max abs diff and throughput scaling. Written to the workspace."""
+        from .analysis.threads import check_thread_safety
+
+        def work(rep: Reporter):
+            eng = self.engine(engine)
+            report = check_thread_safety(eng, threads=threads, iterations=iterations, feeds=data, seed=seed,
+                                         distinct_inputs=distinct_inputs, timing_iterations=timing_iterations,
+                                         reporter=rep)
+            self.workspace.save_result("thread_safety", report.to_dict(), report.to_frame())
+            rep.write("info" if report.identical else "error", report.describe(), "threads")
+            return report
+        return self._run("thread safety", work, background)
+
+    def tune(self, objective: str = "throughput", budget_s: float = 120.0, batch: int | Iterable[int] | None = None,
+             include: Iterable[str] | None = None, exclude: Iterable[str] = (), trial_s: float | None = None,
+             warmup: int = 5, concurrency: int = 1, confirm: bool = True, keep_engines: bool = False,
+             background: bool = False, **build_args: Any):
+        """Search precision, batch (when a list) and the backend's options within `budget_s` seconds; every
+        trial is in `.to_frame()`, the best against the default in `.ratio`. Written to the workspace."""
+        from .analysis.tune import make_trial, run_tune, search_space
+        batches = [batch] if isinstance(batch, int) or batch is None else [int(b) for b in batch]
+        trial_s = trial_s if trial_s is not None else max(0.3, min(3.0, budget_s / 40))
+        base = {k: v for k, v in build_args.items() if v is not None}
+
+        def work(rep: Reporter):
+            before = {c for c, e in self._engines.items() if not e._closed}
+            first = self.build(**{**base, "batch": batches[0]})
+            on_cuda = first.device != "CPU"
+            space = search_space(self.backend.options(), self.backend.precisions, on_cuda,
+                                 batches if len(batches) > 1 else None, include=include, exclude=exclude)
+            rep.write("info", f"tune over {', '.join(f'{k} {v}' for k, v in space.items()) or 'nothing'} "
+                              f"within {budget_s:g} s", "tune")
+
+            def build(args: dict[str, Any]) -> Engine:
+                return self.build(**args)
+
+            def release(engine: Engine) -> None:
+                if not keep_engines and engine.config not in before and engine is not first:
+                    engine.close()
+            trial = make_trial(build, {**base, "batch": batches[0]}, None, trial_s, warmup, concurrency,
+                               release=release)
+            default = {"batch": batches[0]} if len(batches) > 1 else None
+            result = run_tune(space, trial, rep, objective, budget_s, default=default, confirm=confirm)
+            self.workspace.save_result("tune", result.to_dict(), result.to_frame())
+            return result
+        return self._run("tune", work, background)
 
     # ---- UI and report (issue 6) ----------------------------------------------------------
 
