@@ -253,6 +253,16 @@ class Session:
     # ---- precision lab (issue 4) ----------------------------------------------------------
 
     # ---- TensorRT (issue 5) ---------------------------------------------------------------
+    def parser_report(self, precision: str = "fp32", **build_args: Any):
+        """Per ONNX node of the variant: supported by the TensorRT parser or not, with the parser's reason."""
+        from .errors import ConfigError as _ConfigError
+        if not hasattr(self.backend, "parser_report"):
+            raise _ConfigError(f"parser_report() needs a TensorRT backend; this session uses {self.backend.name}: "
+                               f"open it with backend='tensorrt' or 'tensorrt-rtx'")
+        from .precision import make_variant
+        config = self.make_config(precision, **build_args)
+        calibration = self._calibrations.get(config.calibration) if config.calibration else None
+        return self.backend.parser_report(self.model, make_variant(self.model, config, calibration))
 
     # ---- tuning (issue 7) -----------------------------------------------------------------
     def sweep(self, batch: Iterable[int] | int = (1,), precision: Iterable[str] | str = ("fp32",),
