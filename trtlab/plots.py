@@ -65,7 +65,8 @@ def _shape_text(value: Any) -> str:
     return str(value)
 
 
-def _empty(title: str, message: str) -> go.Figure:
+def empty_figure(title: str, message: str) -> go.Figure:
+    """A blank figure carrying a message (a chart with nothing to show)."""
     fig = go.Figure(layout=dict(title=title, **_LAYOUT))
     fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
     fig.update_xaxes(visible=False)
@@ -244,7 +245,7 @@ def monitor_timeline(monitor_frame: pd.DataFrame, per_cpu: bool = False, title: 
         if cpus and groups and groups[0][0] == "utilization [%]":
             groups[0] = (groups[0][0], groups[0][1] + cpus)
     if not groups:
-        return _empty(title or "Monitor", "no utilization columns in this frame")
+        return empty_figure(title or "Monitor", "no utilization columns in this frame")
     fig = make_subplots(rows=len(groups), cols=1, shared_xaxes=True, vertical_spacing=0.06,
                         subplot_titles=[g[0] for g in groups])
     k = 0
@@ -427,6 +428,6 @@ def throughput_vs_batch(sweep_frame: pd.DataFrame, x: str = "batch", y: str = "t
     return fig
 
 
-__all__ = ["deviation_ratio", "error_growth", "first_divergence", "fp16_range_counts", "knee", "latency_histogram",
-           "latency_timeline", "layer_comparison", "layer_timings", "monitor_groups", "monitor_timeline",
-           "op_type_breakdown", "throughput_vs_batch"]
+__all__ = ["deviation_ratio", "empty_figure", "error_growth", "first_divergence", "fp16_range_counts", "knee",
+           "latency_histogram", "latency_timeline", "layer_comparison", "layer_timings", "monitor_groups",
+           "monitor_timeline", "op_type_breakdown", "throughput_vs_batch"]

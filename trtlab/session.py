@@ -375,6 +375,23 @@ class Session:
         return self._run("tune", work, background)
 
     # ---- UI and report (issue 6) ----------------------------------------------------------
+    def panel(self, monitor: bool = True, monitor_interval: float = 0.25) -> Any:
+        """The interactive dashboard (Build, Outputs, Layers, Precision, Monitor, Log tabs); display it in a cell."""
+        from .widgets import Panel
+        return Panel(self, monitor=monitor, monitor_interval=monitor_interval)
+
+    def monitor(self, interval: float = 0.1, device: int = 0, source: str = "auto") -> Any:
+        """A utilization Monitor (NVML, else psutil) to use as `with s.monitor(0.1) as m:`; kept for report()."""
+        from .monitor import Monitor
+        mon = Monitor(interval=interval, device=device, source=source)
+        self.__dict__.setdefault("_ui_monitors", []).append(mon)
+        return mon
+
+    def report(self, path: str | Path = "report.html", title: str | None = None) -> Path:
+        """Write one self-contained HTML report (environment, engines, results, charts; plotly inlined)."""
+        from .report import write_report
+        return write_report(self, path, title=title)
+
 
     # ---- display -------------------------------------------------------------------------
     def __repr__(self) -> str:
