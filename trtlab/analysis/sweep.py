@@ -387,8 +387,13 @@ class SweepStore:
         """Append one point record durably."""
         from ..workspace import _default
         line = json.dumps(record, default=_default, allow_nan=True)
+        torn = False
+        if self.points_path.exists() and self.points_path.stat().st_size:
+            with open(self.points_path, "rb") as fh:
+                fh.seek(-1, os.SEEK_END)
+                torn = fh.read(1) != b"\n"  # a crash mid-line: start a fresh line so this one stays whole
         with open(self.points_path, "a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
+            fh.write(("\n" if torn else "") + line + "\n")
             fh.flush()
             os.fsync(fh.fileno())
 
