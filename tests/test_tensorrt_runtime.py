@@ -1,0 +1,155 @@
+"""TensorRT runtime logic against a fake that follows the documented TensorRT and cuda-python APIs exactly
+(the real runtime cannot run here: full TensorRT is not installable and TensorRT-RTX does not run on Hopper)."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from trtlab.analysis.benchmark import run_benchmark
+from trtlab.analysis.layers import COLUMNS
+from trtlab.backends.tensorrt import _import
+from trtlab.backends.tensorrt._import import TrtApi
+from trtlab.backends.tensorrt.plan import check_compatible
+from trtlab.backends.tensorrt.runtime import TensorRTEngine, running_device
+from trtlab.config import BuildConfig
+from trtlab.errors import BackendUnavailableError, CudaError, InputError, PlanError, PlanMismatchError
+
+from test_tensorrt_fakes import FakeCudart, make_module
+
+IO = {"inputs": [{"name": "input", "shape": [-1, 4], "dtype": "float32"}],
+      "outputs": [{"name": "logits", "shape": [-1, 3], "dtype": "float32"}]}
+
+
+@pytest.fixture()
+def cudart(monkeypatch):
+    fake = FakeCudart()
+    monkeypatch.setattr(_import, "cuda_runtime", lambda: fake)
+    return fake
+
+
+def make_engine(cudart, family="tensorrt", plan=b"fake-plan", **options):
+    api = TrtApi(make_module(cudart), family.replace("-", "_"), family, "10.9.0.34")
+    config = BuildConfig.make(family, batch=(1, 2, 8), **options)
+    meta = {"io": IO, "profile": {"input": [[1, 4], [2, 4], [8, 4]]}, "config": config.to_dict(),
+            "device": "NVIDIA GeForce RTX 4090"}
+    return TensorRTEngine(api, plan, meta, config)
+
+
+def reference(eng, x):
+    e = eng._engine()
+    return np.maximum(x @ e.w0, 0) @ e.w1
+
+
+def test_execute_mode_runs_synchronously(cudart):
+    eng = make_engine(cudart, mode="execute")
+    x = np.random.default_rng(1).standard_normal((3, 4)).astype(np.float32)
+    out = eng.run({"input": x})
+    np.testing.assert_allclose(out["logits"], reference(eng, x), rtol=1e-6)
+    ctx = eng._engine().contexts[0]
+    assert [e[0] for e in ctx.executions] == ["execute_v2"]
+    assert "cudaMemcpyAsync" not in cudart.calls and "cudaStreamSynchronize" not in cudart.calls
+    eng.run({"input": x})
+    assert cudart.calls.count("cudaMalloc") == 2  # buffers reused for the same shapes
+
+
+def test_enqueue_mode_uses_the_user_stream(cudart):
+    eng = make_engine(cudart)  # mode defaults to enqueue
+    x = np.ones((2, 4), np.float32)
+    out = eng.run({"input": x})
+    np.testing.assert_allclose(out["logits"], reference(eng, x), rtol=1e-6)
+    ctx = eng._engine().contexts[0]
+    kind, handle = ctx.executions[0]
+    assert kind == "execute_async_v3" and handle in cudart.streams
+    assert "cudaMemcpyAsync" in cudart.calls and cudart.calls[-1] == "cudaStreamSynchronize"
+
+
+def test_cuda_graph_capture_and_relaunch(cudart):
+    eng = make_engine(cudart, cuda_graph=True)
+    x = np.full((2, 4), 0.5, np.float32)
+    np.testing.assert_allclose(eng.run({"input": x})["logits"], reference(eng, x), rtol=1e-6)
+    assert cudart.calls.count("cudaStreamBeginCapture") == 1 and cudart.calls.count("cudaGraphLaunch") == 1
+    y = np.full((2, 4), -0.25, np.float32) + np.eye(2, 4, dtype=np.float32)
+    np.testing.assert_allclose(eng.run({"input": y})["logits"], reference(eng, y), rtol=1e-6)
+    assert cudart.calls.count("cudaStreamBeginCapture") == 1 and cudart.calls.count("cudaGraphLaunch") == 2
+    z = np.ones((5, 4), np.float32)  # new shape: recapture, old graph destroyed
+    np.testing.assert_allclose(eng.run({"input": z})["logits"], reference(eng, z), rtol=1e-6)
+    assert cudart.calls.count("cudaStreamBeginCapture") == 2 and len(cudart.execs) == 1
+
+
+def test_shape_outside_profile(cudart):
+    eng = make_engine(cudart)
+    with pytest.raises(InputError, match=r"shape \[9, 4\], outside the engine's optimization profile "
+                                         r"\[1, 4\]\.\.\[8, 4\]"):
+        eng.run({"input": np.zeros((9, 4), np.float32)})
+    with pytest.raises(InputError, match="must have size 4 at axis 1"):
+        eng.run({"input": np.zeros((2, 5), np.float32)})
+
+
+def test_one_context_per_thread_and_deterministic_free(cudart):
+    eng = make_engine(cudart)
+    x = np.ones((2, 4), np.float32)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(eng.run({"input": x})["logits"])) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(eng._engine().contexts) == 3 and len(results) == 3
+    assert all(np.allclose(r, reference(eng, x)) for r in results)
+    assert cudart.memory and cudart.streams
+    eng.close()
+    assert cudart.memory == {} and cudart.streams == set()
+    with pytest.raises(PlanError, match="was closed"):
+        eng.run({"input": x})
+
+
+def test_profile_layers_and_inspector(cudart):
+    eng = make_engine(cudart)
+    prof = eng.profile_layers({"input": np.ones((2, 4), np.float32)}, runs=7, warmup=2)
+    f = prof.to_frame()
+    assert list(f.columns) == COLUMNS and f["name"].tolist() == ["fc0 + relu0", "fc1"]
+    assert f["count"].tolist() == [7, 7] and f["median_ms"].tolist() == pytest.approx([0.01, 0.02])
+    assert f["op_type"].tolist() == ["CaskGemmMatrixMultiply"] * 2 and f["fused_from"][0] == ["fc0", "relu0"]
+    assert eng._engine().contexts[0].profiler is None  # detached afterwards
+    layers = eng.layers()
+    assert layers["name"].tolist() == ["fc0 + relu0", "fc1"] and layers["precision"].tolist() == ["fp32", "fp32"]
+
+
+def test_benchmark_harness_with_device_timer(cudart):
+    eng = make_engine(cudart)
+    res = run_benchmark(eng, iterations=5, warmup=1)
+    assert res.iterations == 5 and res.device_ms.tolist() == [0.25] * 5
+    assert make_engine(cudart, mode="execute").device_timer() is None
+
+
+def test_cuda_errors_name_the_error(monkeypatch):
+    fake = FakeCudart(fail_malloc=True)
+    monkeypatch.setattr(_import, "cuda_runtime", lambda: fake)
+    eng = make_engine(fake)
+    with pytest.raises(CudaError, match=r"cudaMalloc\(32\) failed with cudaErrorMemoryAllocation"):
+        eng.run({"input": np.ones((2, 4), np.float32)})
+
+
+def test_no_gpu_and_hopper_are_refused(monkeypatch):
+    none = FakeCudart(devices=())
+    monkeypatch.setattr(_import, "cuda_runtime", lambda: none)
+    assert running_device() is None
+    with pytest.raises(BackendUnavailableError, match="engines need an NVIDIA GPU"):
+        make_engine(none).run({"input": np.ones((1, 4), np.float32)})
+    hopper = FakeCudart(devices=[("NVIDIA H100 80GB HBM3", 9, 0)])
+    monkeypatch.setattr(_import, "cuda_runtime", lambda: hopper)
+    with pytest.raises(BackendUnavailableError, match="TensorRT-RTX engines do not run on Hopper/data-center GPUs"):
+        make_engine(hopper, family="tensorrt-rtx").run({"input": np.ones((1, 4), np.float32)})
+
+
+def test_bad_plan_and_device_mismatch(cudart):
+    with pytest.raises(PlanError, match="could not deserialize .* magic tag mismatch"):
+        make_engine(cudart, plan=b"garbage").run({"input": np.ones((1, 4), np.float32)})
+    api = TrtApi(make_module(cudart), "tensorrt", "tensorrt", "10.9.0.34")
+    meta = {"backend": "tensorrt", "module": "tensorrt", "library_version": "10.9.0.34",
+            "build_device": "NVIDIA A100-SXM4-80GB", "compute_capability": ["8.0"]}
+    with pytest.raises(PlanMismatchError, match=r"built on NVIDIA A100-SXM4-80GB .* this GPU is NVIDIA GeForce RTX "
+                                                r"4090 \(8.9\)"):
+        check_compatible(meta, api, running_device(), "x.plan")
