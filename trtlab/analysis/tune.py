@@ -27,14 +27,16 @@ if TYPE_CHECKING:
 
 OBJECTIVES = ("throughput", "latency")
 # options never searched: they choose the device or the measurement, not the engine's speed
-NOT_SEARCHED = ("providers", "io_binding", "inter_op_threads")
+NOT_SEARCHED = ("providers", "io_binding", "inter_op_threads", "compute_capability")
 # dimension order: most impact first, so a short budget spends its trials where they pay
 ORDER = ("precision", "batch", "cuda_options.cudnn_conv_algo_search", "cuda_options.prefer_nhwc",
-         "cuda_options.enable_cuda_graph", "opt_level", "builder_optimization_level", "workspace",
-         "timing_cache", "graph_optimization", "threads")
+         "cuda_options.enable_cuda_graph", "opt_level", "cuda_graph", "workspace", "timing_cache", "mode",
+         "graph_optimization", "threads")
 # values that equal the backend's own default; trying them again would repeat the baseline
 KNOWN_DEFAULTS = {"precision": "fp32", "graph_optimization": "all", "cuda_options.cudnn_conv_algo_search": "EXHAUSTIVE",
-                  "cuda_options.prefer_nhwc": "0", "cuda_options.enable_cuda_graph": "0", "io_binding": True}
+                  "cuda_options.prefer_nhwc": "0", "cuda_options.enable_cuda_graph": "0", "io_binding": True,
+                  # TensorRT backend (trtlab.backends.tensorrt): builder level 3, no cache, enqueue, no graph
+                  "opt_level": 3, "timing_cache": False, "mode": "enqueue", "cuda_graph": False}
 SEARCH_PRECISIONS = ("fp32", "fp16", "bf16")  # int8/fp8 need calibration data: tune those with the precision lab
 
 

@@ -1,0 +1,143 @@
+"""Tune: the search space from backend options, the greedy budgeted search, and a real run on the zoo MLP."""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+
+from trtlab import zoo
+from trtlab.analysis.benchmark import BenchmarkResult
+from trtlab.analysis.tune import build_args, run_tune, search_space
+from trtlab.backends.onnxruntime import OnnxRuntimeBackend
+from trtlab.errors import BuildError, CancelledError, ConfigError
+from trtlab.events import Reporter
+from trtlab.session import Session
+
+ORT_OPTIONS = {"providers": ["cpu", "cuda"], "graph_optimization": ["disable", "basic", "extended", "layout", "all"],
+               "threads": None, "io_binding": [True, False],
+               "cuda_options": {"cudnn_conv_algo_search": ["EXHAUSTIVE", "HEURISTIC", "DEFAULT"],
+                                "prefer_nhwc": ["0", "1"], "enable_cuda_graph": ["0", "1"]}}
+
+
+def test_search_space_cpu_and_cuda():
+    cpu = search_space(ORT_OPTIONS, OnnxRuntimeBackend.precisions, on_cuda=False, cpu_count=8)
+    assert list(cpu) == ["precision", "graph_optimization", "threads"]
+    assert cpu["precision"] == ["fp16", "bf16"]            # fp32 is the default; int8 needs calibration
+    assert cpu["graph_optimization"] == ["disable", "basic", "extended", "layout"]  # "all" is the default
+    assert cpu["threads"] == [1, 4, 8]
+    gpu = search_space(ORT_OPTIONS, OnnxRuntimeBackend.precisions, on_cuda=True, batch=[8, 32])
+    assert list(gpu)[:5] == ["precision", "batch", "cuda_options.cudnn_conv_algo_search",
+                             "cuda_options.prefer_nhwc", "cuda_options.enable_cuda_graph"]
+    assert gpu["cuda_options.cudnn_conv_algo_search"] == ["HEURISTIC", "DEFAULT"]
+    assert gpu["cuda_options.enable_cuda_graph"] == ["1"] and "threads" not in gpu
+    assert "providers" not in gpu and "io_binding" not in gpu
+    only = search_space(ORT_OPTIONS, ("fp32", "fp16"), on_cuda=True, include=["precision", "cuda_options"],
+                        exclude=["cuda_options.enable_cuda_graph"])
+    assert list(only) == ["precision", "cuda_options.cudnn_conv_algo_search", "cuda_options.prefer_nhwc"]
+    trt = search_space({"workspace": None, "opt_level": [0, 1, 2, 3, 4, 5], "timing_cache": [False, True],
+                        "compute_capability": ["8.9", "12.0"]}, ("fp32", "fp16", "int8"), on_cuda=True)
+    assert trt == {"precision": ["fp16"], "opt_level": [0, 1, 2, 4, 5], "timing_cache": [True]}
+
+
+def test_build_args_nests_dotted_options():
+    args = build_args({"precision": "fp16", "cuda_options.prefer_nhwc": "1", "cuda_options.enable_cuda_graph": None,
+                       "graph_optimization": None}, {"batch": 32, "cuda_options": {"cudnn_conv_algo_search": "HEURISTIC"}})
+    assert args == {"batch": 32, "precision": "fp16",
+                    "cuda_options": {"cudnn_conv_algo_search": "HEURISTIC", "prefer_nhwc": "1"}}
+
+
+def fake_result(samples_per_s: float, batch: int = 1, n: int = 10) -> BenchmarkResult:
+    """A real BenchmarkResult whose throughput is exactly `samples_per_s` (n iterations of equal latency)."""
+    wall = n * batch / samples_per_s
+    lat = np.full(n, wall / n * 1e3)
+    return BenchmarkResult("synthetic", batch, lat, np.arange(n) * wall / n, wall)
+
+
+def scored(table):
+    """A trial function scoring configurations by a table of factors (a known landscape), failing on 'broken'."""
+    calls = []
+
+    def trial(params, reporter):
+        calls.append(dict(params))
+        if params.get("precision") == "bf16":
+            raise BuildError("bf16 lacks kernels here")
+        score = 100.0
+        for k, v in params.items():
+            score *= table.get((k, v), 1.0)
+        return fake_result(score)
+    return trial, calls
+
+
+def test_greedy_search_keeps_only_improvements():
+    space = {"precision": ["fp16", "bf16"], "graph_optimization": ["basic", "disable"], "threads": [1, 2]}
+    trial, calls = scored({("precision", "fp16"): 2.0, ("graph_optimization", "basic"): 0.5,
+                           ("graph_optimization", "disable"): 1.1, ("threads", 2): 1.2})
+    res = run_tune(space, trial, Reporter("tune"), budget_s=1e6, confirm=False)
+    f = res.to_frame()
+    assert len(f) == 1 + 6 and f.loc[0, "precision"] == "(default)"
+    assert list(f["status"]) == ["ok", "ok", "error", "ok", "ok", "ok", "ok"]
+    assert "bf16 lacks kernels" in f.loc[2, "error"]
+    # each dimension is tried on top of the best so far
+    assert calls[3] == {"precision": "fp16", "graph_optimization": "basic", "threads": None}
+    assert res.best_params == {"precision": "fp16", "graph_optimization": "disable", "threads": 2}
+    assert res.best["samples_per_s"] == pytest.approx(100 * 2 * 1.1 * 1.2)
+    assert res.ratio == pytest.approx(2 * 1.1 * 1.2)
+    assert "2.64x" in res.describe() and "1 failed" in res.describe()
+    assert res.best_build_args({"batch": 4}) == {"batch": 4, "precision": "fp16", "graph_optimization": "disable",
+                                                 "threads": 2}
+
+
+def test_latency_objective_and_confirmation():
+    space = {"precision": ["fp16"]}
+    trial, _ = scored({("precision", "fp16"): 4.0})
+    res = run_tune(space, trial, Reporter("tune"), objective="latency", budget_s=1e6, confirm=True)
+    assert res.best_params == {"precision": "fp16"}
+    assert [t["phase"] for t in res.trials] == ["search", "search", "confirm-default", "confirm-best"]
+    assert res.confirmation["ratio"] == pytest.approx(4.0) and res.ratio == pytest.approx(4.0)
+    assert res.confirmation["default"] == pytest.approx(4 * res.confirmation["best"])  # ms: lower is better
+
+
+def test_budget_stops_the_search():
+    space = {"threads": list(range(1, 40))}
+
+    def slow(params, reporter):
+        time.sleep(0.02)
+        return fake_result(100.0)
+    res = run_tune(space, slow, Reporter("tune"), budget_s=0.2, confirm=False)
+    assert res.stopped and "budget" in res.stopped
+    assert 1 <= len(res.trials) < 40
+    assert "stopped early" in res.describe()
+
+
+def test_cancel_and_argument_errors():
+    rep = Reporter("tune")
+    rep.cancel.cancel()
+    with pytest.raises(CancelledError):
+        run_tune({"threads": [1]}, lambda p, r: fake_result(1.0), rep)
+    with pytest.raises(ConfigError, match="objective"):
+        run_tune({}, lambda p, r: fake_result(1.0), Reporter("t"), objective="fast")
+    with pytest.raises(ConfigError, match="budget_s"):
+        run_tune({}, lambda p, r: fake_result(1.0), Reporter("t"), budget_s=0)
+
+
+def test_session_tune_on_zoo_mlp(tmp_path):
+    s = Session(zoo.mlp(), workspace=tmp_path / "ws")
+    res = s.tune(budget_s=4, batch=[4, 16], trial_s=0.1, warmup=2, include=["precision", "batch",
+                                                                           "graph_optimization"])
+    f = res.to_frame()
+    assert res.dimensions == ["precision", "batch", "graph_optimization"]
+    assert f.loc[0, "status"] == "ok" and f.loc[0, "batch"] == 4 and f.loc[0, "precision"] == "(default)"
+    assert set(f["status"]) <= {"ok", "error"} and f["seconds"].gt(0).all()
+    ok = f[(f["status"] == "ok") & (f["phase"] == "search")]
+    assert res.best["samples_per_s"] == ok["samples_per_s"].max()
+    if not res.confirmation:
+        assert res.ratio == pytest.approx(res.best["samples_per_s"] / res.default["samples_per_s"])
+    # the best configuration builds, and the trial's samples/s = inferences/s x batch
+    best = s.build(**res.best_build_args())
+    assert best.config.batch[0] == (res.best_params["batch"] or 4)
+    assert ok["samples_per_s"].to_numpy() == pytest.approx((ok["throughput_ips"] * ok["batch"].replace(
+        "(default)", 4).astype(float)).to_numpy())
+    stored = s.results("tune")
+    assert len(stored) == 1 and not math.isnan(s.load_result(stored["id"].iloc[0])["ratio"])
