@@ -251,6 +251,217 @@ class Session:
         raise ConfigError(f"no result {result_id!r} in {self.workspace.path}; see Session.results()")
 
     # ---- precision lab (issue 4) ----------------------------------------------------------
+    def mark_outputs(self, names: Iterable[str] | str) -> list[str]:
+        """Mark tensors (a list, or "all") as outputs of engines built from now on; [] clears. Returns the names."""
+        from .precision import mark_outputs
+        wanted = ("*",) if names == "all" else ((names,) if isinstance(names, str) else tuple(names))
+        if wanted:
+            mark_outputs(self.model.proto, self.model, wanted)  # ConfigError naming unknown tensors
+        self._marked = wanted
+        chosen = self.model.activation_names() if wanted == ("*",) else list(wanted)
+        self.log.write("info", f"marked {len(chosen)} tensor(s) as outputs; marking can block fusions "
+                               f"(see Session.marking_effect)", "precision")
+        return chosen
+
+    def marking_effect(self, engine: EngineSpec = None) -> dict[str, Any]:
+        """Whether marked outputs changed the executed graph: optimized node counts and op types, marked vs not."""
+        from .analysis.compare import marking_effect
+        marked = self.engine(engine)
+        plain = self.build_config(marked.config.replace(outputs=[]))
+        effect = marking_effect(marked, plain)
+        self.log.write("warning" if effect["changed"] else "info", effect["note"], "precision")
+        return effect
+
+    def calibrate(self, data: Any, method: str = "entropy", tensors: Iterable[str] | None = None,
+                  num_batches: int | None = None, percentile: float = 99.99, dtype: str = "int8",
+                  background: bool = False):
+        """Calibrate activation ranges over `data` (iterable of input dicts, or N random batches); the table is
+        registered with this session (pass it as calibration=) and saved as a TensorRT cache in the workspace."""
+        from .precision.calibration import calibrate
+
+        def work(rep: Reporter):
+            table = calibrate(self.model.proto, data, method=method, tensors=tensors, num_batches=num_batches,
+                              percentile=percentile, dtype=dtype,
+                              progress=lambda done, total: rep.update(done, total, "calibrating"))
+            key = self._register_calibration(table)
+            path = table.save(self._calibration_dir() / f"{key}.cache")
+            self.workspace.save_result("calibration", {"key": key, "method": method, "cache": str(path),
+                                                       "header": table.header, "tensors": len(table)},
+                                       table.to_frame())
+            rep.write("info", f"calibrated {len(table)} tensors ({method}); cache {path}", "calibration")
+            return table
+        return self._run("calibrate", work, background)
+
+    def _calibration_dir(self) -> Path:
+        d = self.workspace.path / "calibration"
+        d.mkdir(exist_ok=True)
+        return d
+
+    def _lab_variant(self, spec: EngineSpec, rep: Reporter, **defaults: Any):
+        """(config, variant without marked outputs) for an engine spec: precision str, dict of build args, Engine."""
+        from .precision import make_variant
+        if isinstance(spec, Engine):
+            config = spec.config
+        else:
+            args = {"precision": spec} if isinstance(spec, str) else dict(spec or {})
+            config = self.make_config(**{**defaults, **args})
+        config = config.replace(outputs=[])
+        self.backend.check_config(config)
+        calib = self._calibrations.get(config.calibration) if config.calibration else None
+        return config, make_variant(self.model, config, calib)
+
+    def _segment_runners(self, specs: list[EngineSpec], names: list[str], max_segment_bytes: int,
+                         est_batch: int, rep: Reporter, **defaults: Any) -> tuple[list[Any], list[str]]:
+        from .analysis.segments import SegmentedRunner, group_by_bytes, split, tensor_bytes
+        from .backends.base import Variant
+        quiet = Reporter("segment", None, None, cancel=rep.cancel)
+        variants = [self._lab_variant(s, rep, **defaults) for s in specs]
+        sizes = tensor_bytes(variants[0][1].model, est_batch)
+        groups = group_by_bytes(names, sizes, max_segment_bytes)
+        runners, notes = [], []
+        for config, variant in variants:
+            notes += variant.notes
+            runners.append(SegmentedRunner(split(variant.model, groups), lambda m, c=config, v=variant: self.backend.build(
+                self.model, Variant(model=m, precision=v.precision, fp32_layers=v.fp32_layers), c, quiet)))
+            rep.update(0, None, f"built {len(groups)} segment(s) of {config.describe()}")
+        notes.append(f"{len(names)} tensors compared in {len(groups)} segment(s) of at most "
+                     f"{max_segment_bytes / 2**20:.0f} MiB of reference outputs each (estimated at batch {est_batch})")
+        return runners, notes
+
+    def _lab_batches(self, data: Any, batch: int | None, seed: int = 0):
+        from .analysis.compare import iter_batches
+        from .precision.calibration import _check_batch, _input_specs
+        shapes = self.model.resolve_input_shapes(batch=batch or 1)
+        batches, total = iter_batches(data, lambda i: self.model.random_inputs(shapes, seed=seed + i))
+        specs = _input_specs(self.model.proto)
+
+        def checked():
+            from .errors import InputError
+            for i, b in enumerate(batches):
+                try:
+                    yield _check_batch(b, i, specs)
+                except InputError as exc:
+                    raise InputError(str(exc).replace("calibration batch", "batch")) from None
+        return checked(), total
+
+    def _lab_names(self, outputs: Iterable[str] | str) -> list[str]:
+        from .precision import mark_outputs
+        wanted = ("*",) if outputs == "all" else ((outputs,) if isinstance(outputs, str) else tuple(outputs))
+        if not wanted:
+            return [o.name for o in self.model.outputs]
+        mark_outputs(self.model.proto, self.model, wanted)  # ConfigError naming unknown tensors
+        return self.model.activation_names() if wanted == ("*",) else list(dict.fromkeys(wanted))
+
+    def compare(self, reference: EngineSpec = "fp32", candidate: EngineSpec = "fp16", outputs: Iterable[str] | str = "all",
+                data: Any = None, batch: int | None = None, max_segment_bytes: int | str = "256MiB", seed: int = 0,
+                background: bool = False, **build_args: Any):
+        """Layer-wise comparison of `candidate` against `reference` over `data` (None: one random batch, int N:
+        N random batches, or an iterable of input dicts), streamed batch by batch; written to the workspace."""
+        from .analysis.compare import ComparisonResult, compare_streaming, stats_frame
+        from .config import parse_size
+
+        def work(rep: Reporter):
+            names = self._lab_names(outputs)
+            b = batch or self._batch_of(data)
+            runners, notes = self._segment_runners([reference, candidate], names, parse_size(max_segment_bytes), b,
+                                                   rep, batch=batch, **build_args)
+            cand_prec = runners[1].engines[0].variant.precision if runners[1].engines else "fp16"
+            range_prec = "bf16" if cand_prec == "bf16" else "fp16"
+            try:
+                batches, total = self._lab_batches(data, batch, seed)
+                stats, done = compare_streaming(runners[0], runners[1], names, batches, total, range_prec, rep)
+            finally:
+                for r in runners:
+                    r.close()
+            result = ComparisonResult(stats_frame(stats), self._spec_name(reference), self._spec_name(candidate),
+                                      done, range_prec, notes)
+            div = result.first_divergence()
+            if div:
+                result.notes.append(f"first divergence at {div['tensor']} (#{div['index']}): {div['reason']}")
+            self.workspace.save_result("compare", result.to_dict(), result.frame)
+            rep.write("info", repr(result), "compare")
+            return result
+        return self._run("compare", work, background)
+
+    def _batch_of(self, data: Any) -> int:
+        if isinstance(data, Mapping):
+            first = next(iter(data.values()), None)
+            return int(np.asarray(first).shape[0]) if first is not None and np.ndim(first) else 1
+        if isinstance(data, (list, tuple)) and data and isinstance(data[0], Mapping):
+            return self._batch_of(data[0])
+        return 1
+
+    def _spec_name(self, spec: EngineSpec) -> str:
+        if isinstance(spec, Engine):
+            return spec.config.describe()
+        return spec if isinstance(spec, str) else ", ".join(f"{k}={v}" for k, v in dict(spec).items())
+
+    def fp16_range_report(self, data: Any = None, batch: int | None = None, outputs: Iterable[str] | str = "all",
+                          max_segment_bytes: int | str = "256MiB", seed: int = 0, background: bool = False):
+        """Run FP32 with every tensor marked and summarise each tensor's magnitudes against FP16/BF16 ranges
+        (plus the weights' conversion report); written to the workspace."""
+        from .analysis.range_report import RangeReport, RangeStats, range_frame
+        from .config import parse_size
+        from .precision.lowp import convert
+
+        def work(rep: Reporter):
+            names = self._lab_names(outputs)
+            b = batch or self._batch_of(data)
+            (runner,), notes = self._segment_runners(["fp32"], names, parse_size(max_segment_bytes), b, rep,
+                                                     batch=batch)
+            stats = {n: RangeStats(n) for n in names}
+            done = 0
+            try:
+                batches, total = self._lab_batches(data, batch, seed)
+                for feeds in batches:
+                    for si, vals in runner.run(feeds):
+                        for name in list(vals):
+                            stats[name].update(vals.pop(name))
+                        rep.update(done * len(runner.segments) + si + 1,
+                                   total * len(runner.segments) if total else None, f"batch {done + 1}")
+                    done += 1
+            finally:
+                runner.close()
+            if done == 0:
+                from .errors import InputError
+                raise InputError("no batches: the data iterable yielded nothing")
+            weights = convert(self.model.proto, "fp16").weight_report
+            report = RangeReport(range_frame([stats[n] for n in names]), done, weights, notes)
+            self.workspace.save_result("fp16_range", report.to_dict(), report.frame)
+            rep.write("info", repr(report), "precision")
+            return report
+        return self._run("fp16 range report", work, background)
+
+    def find_fp32_layers(self, candidate: str = "fp16", tolerance: float = 1e-2, data: Any = None,
+                         batch: int | None = None, metric: str = "rel_rms_err", max_steps: int = 24, seed: int = 0,
+                         calibration: Any = None, background: bool = False):
+        """Smallest set of nodes to pin to FP32 so the final outputs' `metric` <= tolerance: candidates ranked by a
+        layer-wise comparison, then bisection over that ranking; every step tried is in `.steps`."""
+        from .analysis.find_fp32 import find_fp32_layers
+
+        def work(rep: Reporter):
+            result = find_fp32_layers(self, candidate, tolerance, data, batch, metric, max_steps, seed,
+                                      calibration, rep)
+            self.workspace.save_result("find_fp32_layers", result.to_dict(), result.steps)
+            rep.write("info", repr(result), "precision")
+            return result
+        return self._run("find fp32 layers", work, background)
+
+    def evaluate(self, data: Any, labels: Any, metric: Any = "top1", precisions: Iterable[Any] = ("fp32", "fp16"),
+                 output: str | None = None, background: bool = False, **build_args: Any):
+        """Task accuracy per precision over labelled batches (top1, top5 or metric(outputs, labels) -> float);
+        flags a drop of more than 1 point against fp32 (TensorRT FAQ 14). Written to the workspace."""
+        from .analysis.evaluate import evaluate
+
+        def work(rep: Reporter):
+            engines = {self._spec_name(p): self.engine(p if not isinstance(p, str) else {"precision": p, **build_args})
+                       for p in precisions}
+            frame = evaluate(engines, data, labels, metric, output, rep)
+            self.workspace.save_result("evaluate", {"metric": metric if isinstance(metric, str) else
+                                                    getattr(metric, "__name__", "custom"),
+                                                    "rows": frame.to_dict("records")}, frame)
+            return frame
+        return self._run("evaluate", work, background)
 
     # ---- TensorRT (issue 5) ---------------------------------------------------------------
     def parser_report(self, precision: str = "fp32", **build_args: Any):

@@ -1,0 +1,270 @@
+"""Layer-wise comparison of two engines (e.g. FP32 reference vs FP16 candidate), streamed over batches.
+
+Per tensor, statistics are accumulated batch by batch as running sums (float64), never as stored
+tensors. Relative error is |ref - cand| / |ref| (0/0 counts as 0, x/0 as infinite); its mean is
+over elements with ref != 0. The deviation ratio is the TensorRT FAQ's: elements whose relative
+error exceeds 10% over all elements. SNR = 10 log10(sum ref^2 / sum (ref - cand)^2).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..precision.lowp import RANGES
+
+COLUMNS = ["index", "tensor", "shape", "ref_dtype", "cand_dtype", "max_abs_err", "mean_abs_err", "max_rel_err",
+           "mean_rel_err", "elements_over_10pct", "total_elements", "ratio", "cosine", "snr_db", "rel_rms_err",
+           "ref_nan", "ref_inf", "cand_nan", "cand_inf", "ref_max_abs", "overflow", "underflow", "subnormal"]
+
+
+def range_counts(a: np.ndarray, precision: str = "fp16") -> tuple[int, int, int]:
+    """(overflow |x| > max, underflow-to-zero 0 < |x| < min subnormal, subnormal min_sub <= |x| < min_normal)."""
+    r = RANGES[precision]
+    return (int(np.count_nonzero(a > r["max"])),
+            int(np.count_nonzero((a > 0) & (a < r["min_subnormal"]))),
+            int(np.count_nonzero((a >= r["min_subnormal"]) & (a < r["min_normal"]))))
+
+
+@dataclass
+class TensorStats:
+    """Running per-tensor error statistics of candidate against reference."""
+
+    name: str
+    range_precision: str = "fp16"
+    shape: tuple[int, ...] | None = None
+    ref_dtype: str = ""
+    cand_dtype: str = ""
+    n: int = 0
+    n_rel: int = 0
+    sum_abs: float = 0.0
+    max_abs: float = 0.0
+    sum_rel: float = 0.0
+    max_rel: float = 0.0
+    over10: int = 0
+    sum_ref2: float = 0.0
+    sum_cand2: float = 0.0
+    sum_err2: float = 0.0
+    dot: float = 0.0
+    ref_nan: int = 0
+    ref_inf: int = 0
+    cand_nan: int = 0
+    cand_inf: int = 0
+    ref_max_abs: float = 0.0
+    overflow: int = 0
+    underflow: int = 0
+    subnormal: int = 0
+
+    def update(self, ref: np.ndarray, cand: np.ndarray) -> None:
+        """Fold one batch of both tensors into the sums."""
+        self.shape = tuple(ref.shape)
+        self.ref_dtype, self.cand_dtype = str(ref.dtype), str(cand.dtype)
+        r = np.asarray(ref, dtype=np.float32).ravel()
+        c = np.asarray(cand, dtype=np.float32).ravel()
+        if r.shape != c.shape:
+            raise ValueError(f"tensor {self.name!r}: reference shape {ref.shape} != candidate shape {cand.shape}")
+        self.n += r.size
+        ra = np.abs(r)
+        finite = np.isfinite(r)
+        self.ref_nan += int(np.count_nonzero(np.isnan(r)))
+        self.ref_inf += int(np.count_nonzero(np.isinf(r)))
+        self.cand_nan += int(np.count_nonzero(np.isnan(c)))
+        self.cand_inf += int(np.count_nonzero(np.isinf(c)))
+        if r.size:
+            self.ref_max_abs = max(self.ref_max_abs, float(np.max(ra, where=finite, initial=0.0)))
+        o, u, s = range_counts(ra, self.range_precision)
+        self.overflow += o
+        self.underflow += u
+        self.subnormal += s
+        d = np.abs(r - c)
+        if d.size:
+            self.max_abs = max(self.max_abs, float(np.nanmax(d)) if not np.all(np.isnan(d)) else math.nan)
+        self.sum_abs += float(np.sum(d, dtype=np.float64))
+        self.sum_err2 += float(np.dot(d.astype(np.float64), d))
+        self.sum_ref2 += float(np.dot(r.astype(np.float64), r))
+        self.sum_cand2 += float(np.dot(c.astype(np.float64), c))
+        self.dot += float(np.dot(r.astype(np.float64), c))
+        nz = ra > 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.where(nz, d / np.where(nz, ra, 1.0), np.where(d > 0, np.inf, 0.0))
+        self.over10 += int(np.count_nonzero(rel > 0.1))
+        rel_nz = rel[nz]
+        self.n_rel += rel_nz.size
+        if rel_nz.size:
+            self.sum_rel += float(np.sum(rel_nz, dtype=np.float64))
+            self.max_rel = max(self.max_rel, float(np.max(rel_nz)))
+        if np.any(~nz & (d > 0)):
+            self.max_rel = math.inf
+
+    def row(self) -> dict[str, Any]:
+        """The statistics as one table row."""
+        denom = math.sqrt(self.sum_ref2 * self.sum_cand2)
+        return {"tensor": self.name, "shape": list(self.shape) if self.shape else None, "ref_dtype": self.ref_dtype,
+                "cand_dtype": self.cand_dtype, "max_abs_err": self.max_abs,
+                "mean_abs_err": self.sum_abs / self.n if self.n else math.nan, "max_rel_err": self.max_rel,
+                "mean_rel_err": self.sum_rel / self.n_rel if self.n_rel else 0.0,
+                "elements_over_10pct": self.over10, "total_elements": self.n,
+                "ratio": self.over10 / self.n if self.n else 0.0,
+                "cosine": self.dot / denom if denom > 0 else (1.0 if self.sum_err2 == 0 else 0.0),
+                "snr_db": 10 * math.log10(self.sum_ref2 / self.sum_err2) if self.sum_err2 > 0 and self.sum_ref2 > 0
+                else (math.inf if self.sum_err2 == 0 else -math.inf),
+                "rel_rms_err": math.sqrt(self.sum_err2 / self.sum_ref2) if self.sum_ref2 > 0
+                else (0.0 if self.sum_err2 == 0 else math.inf),
+                "ref_nan": self.ref_nan, "ref_inf": self.ref_inf, "cand_nan": self.cand_nan,
+                "cand_inf": self.cand_inf, "ref_max_abs": self.ref_max_abs, "overflow": self.overflow,
+                "underflow": self.underflow, "subnormal": self.subnormal}
+
+
+@dataclass
+class ComparisonResult:
+    """One row per compared tensor in graph order; `first_divergence()` points at where error jumps."""
+
+    frame: Any
+    reference: str
+    candidate: str
+    batches: int
+    range_precision: str = "fp16"
+    notes: list[str] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_frame(self):
+        """The per-tensor table (a copy)."""
+        return self.frame.copy()
+
+    def first_divergence(self, factor: float = 10.0, floor: float = 1e-3) -> dict[str, Any] | None:
+        """First tensor whose relative RMS error exceeds both `floor` and `factor` x the median of the
+        tensors before it, or whose candidate has NaN/Inf where the reference has none; None if none."""
+        errs: list[float] = []
+        for _, row in self.frame.iterrows():
+            err = float(row["rel_rms_err"])
+            bad = (row["cand_nan"] > row["ref_nan"]) or (row["cand_inf"] > row["ref_inf"])
+            base = float(np.median(errs)) if errs else 0.0
+            if bad or (err > floor and (not errs or err > factor * base)):
+                reason = ("candidate has NaN/Inf where the reference has none" if bad else
+                          f"relative RMS error {err:.3g} > {factor:g} x median {base:.3g} of earlier tensors "
+                          f"and > {floor:g}")
+                return {"index": int(row["index"]), "tensor": row["tensor"], "rel_rms_err": err,
+                        "previous_median": base, "reason": reason}
+            if math.isfinite(err):
+                errs.append(err)
+        return None
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """Headline numbers: tensors, worst tensor, first divergence, range problems."""
+        f = self.frame
+        worst = f.loc[f["rel_rms_err"].idxmax()] if len(f) else None
+        div = self.first_divergence()
+        return {"reference": self.reference, "candidate": self.candidate, "tensors": int(len(f)),
+                "batches": self.batches,
+                "worst_tensor": None if worst is None else worst["tensor"],
+                "worst_rel_rms_err": None if worst is None else float(worst["rel_rms_err"]),
+                "first_divergence": None if div is None else div["tensor"],
+                f"tensors_overflowing_{self.range_precision}": int((f["overflow"] > 0).sum()) if len(f) else 0,
+                f"tensors_underflowing_{self.range_precision}": int((f["underflow"] > 0).sum()) if len(f) else 0}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready payload for the workspace."""
+        return {"reference": self.reference, "candidate": self.candidate, "batches": self.batches,
+                "range_precision": self.range_precision, "notes": self.notes, "summary": self.summary,
+                "first_divergence": self.first_divergence(), **self.meta}
+
+    def __repr__(self) -> str:
+        s = self.summary
+        div = s["first_divergence"] or "none"
+        return (f"<ComparisonResult {self.candidate} vs {self.reference}: {s['tensors']} tensors, {self.batches} "
+                f"batch(es), worst {s['worst_tensor']} (rel RMS {s['worst_rel_rms_err']:.3g}), first divergence "
+                f"{div}>")
+
+    def _repr_html_(self) -> str:
+        from html import escape
+        cols = ["tensor", "max_abs_err", "mean_rel_err", "ratio", "cosine", "snr_db", "overflow", "underflow",
+                "subnormal"]
+        return (f"<b>{escape(repr(self))}</b>" + "".join(f"<br><i>{escape(n)}</i>" for n in self.notes)
+                + self.frame[cols].to_html(max_rows=40, float_format=lambda v: f"{v:.4g}"))
+
+
+def stats_frame(stats: Iterable[TensorStats]):
+    """A DataFrame of TensorStats rows, numbered in the given order."""
+    import pandas as pd
+    rows = [dict(index=i, **s.row()) for i, s in enumerate(stats)]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def iter_batches(data: Any, make_random: Any, default: int = 1) -> tuple[Iterable[Mapping[str, np.ndarray]], int | None]:
+    """Batches from None (one seeded random), an int N (N seeded random), a dict (one) or an iterable of dicts."""
+    from ..errors import InputError
+    if data is None:
+        data = default
+    if isinstance(data, bool):
+        raise InputError(f"data must be None, an int, a dict of inputs or an iterable of dicts, not {data!r}")
+    if isinstance(data, int):
+        if data <= 0:
+            raise InputError(f"data={data}: pass a positive number of random batches")
+        return (make_random(seed) for seed in range(data)), data
+    if isinstance(data, Mapping):
+        return [data], 1
+    if not isinstance(data, Iterable):
+        raise InputError(f"data must be None, an int, a dict of inputs or an iterable of dicts, "
+                         f"not {type(data).__name__}")
+    try:
+        total = len(data)  # type: ignore[arg-type]
+    except TypeError:
+        total = None
+    return data, total
+
+
+def compare_streaming(reference: Any, candidate: Any, names: list[str], batches: Iterable[Mapping[str, np.ndarray]],
+                      total: int | None, range_precision: str = "fp16", reporter: Any = None,
+                      labels: tuple[str, str] = ("reference", "candidate")) -> tuple[list[TensorStats], int]:
+    """Accumulate TensorStats for `names` over batches; `reference`/`candidate` are SegmentedRunners."""
+    from ..errors import InputError
+    stats = {n: TensorStats(n, range_precision) for n in names}
+    done = 0
+    steps = len(reference.segments)
+    for feeds in batches:
+        if not isinstance(feeds, Mapping):
+            raise InputError(f"batch {done} is a {type(feeds).__name__}, not a dict of input name -> array")
+        cand_iter = candidate.run(feeds)
+        for si, ref_vals in reference.run(feeds):
+            cand_vals = _next_with(cand_iter, ref_vals)
+            for name in list(ref_vals):
+                if name in stats:
+                    stats[name].update(ref_vals.pop(name), cand_vals.pop(name))
+            del ref_vals, cand_vals
+            if reporter is not None:
+                reporter.update(done * steps + si + 1, total * steps if total else None,
+                                f"batch {done + 1}, segment {si + 1}/{steps}")
+        for _ in cand_iter:
+            pass
+        done += 1
+    if done == 0:
+        raise InputError("no batches: the data iterable yielded nothing; pass a non-empty iterable of dicts")
+    return [stats[n] for n in names], done
+
+
+def _next_with(cand_iter: Any, ref_vals: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Advance the candidate runner until it has produced every tensor in `ref_vals`."""
+    got: dict[str, np.ndarray] = {}
+    need = set(ref_vals)
+    while not need <= set(got):
+        _, vals = next(cand_iter)
+        got.update(vals)
+    return got
+
+
+def marking_effect(marked: Any, plain: Any) -> dict[str, Any]:
+    """Compare the executed (optimized) graphs of a marked engine and the same engine unmarked."""
+    a, b = marked.layers(), plain.layers()
+    ops_a, ops_b = a["op_type"].value_counts().to_dict(), b["op_type"].value_counts().to_dict()
+    fused = sorted(op for op in set(ops_b) - set(ops_a))
+    changed = len(a) != len(b) or ops_a != ops_b
+    note = (f"marking outputs changed the executed graph: {len(a)} nodes marked vs {len(b)} unmarked"
+            + (f"; fused ops lost: {', '.join(fused)}" if fused else "")
+            + " (marked tensors block fusions, as TensorRT FAQ 9 warns; time the unmarked engine)"
+            if changed else f"marking outputs left the executed graph unchanged ({len(a)} nodes)")
+    return {"changed": changed, "marked_nodes": len(a), "unmarked_nodes": len(b), "marked_op_types": ops_a,
+            "unmarked_op_types": ops_b, "fused_ops_lost": fused, "note": note}
