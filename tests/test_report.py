@@ -1,0 +1,96 @@
+"""Session.report(): one self-contained HTML file with every stored result charted."""
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+
+import numpy as np
+
+import pandas as pd
+import plotly
+import pytest
+
+from trtlab import Session
+
+from conftest import conv_model
+
+
+def plotly_payloads(text: str) -> list[list[dict]]:
+    """The trace lists passed to Plotly.newPlot in the page, decoded."""
+    out = []
+    dec = json.JSONDecoder()
+    for m in re.finditer(r"Plotly\.newPlot\(\s*\"[^\"]+\",\s*", text):
+        data, _end = dec.raw_decode(text, m.end())
+        out.append(data)
+    return out
+
+
+def values(v) -> list:
+    """A trace array as plotly wrote it: a list, or a typed array {"dtype", "bdata"} in base64."""
+    if isinstance(v, dict) and "bdata" in v:
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"])).tolist()
+    return list(v)
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory):
+    ws = tmp_path_factory.mktemp("ws")
+    s = Session(conv_model(), workspace=ws)
+    e1 = s.build("fp32", batch=2)
+    e2 = s.build("fp32", batch=2, graph_optimization="disable")
+    with s.monitor(interval=0.02) as mon:
+        bench = s.benchmark(e1, iterations=25, warmup=2)
+        while len(mon.samples) < 3:  # the tiny model runs faster than the sampling interval
+            time.sleep(0.02)
+    p1 = s.profile_layers(e1, runs=3, warmup=1)
+    p2 = s.profile_layers(e2, runs=3, warmup=1)
+    cmp = pd.DataFrame({"tensor": ["c0", "r0", "logits"], "max_abs_error": [1e-4, 2e-3, 0.5],
+                        "passed": [True, True, False], "overflow": [0, 0, 4], "underflow": [3, 0, 0]})
+    s.workspace.save_result("compare", {"reference": "fp32", "candidate": "fp16"}, cmp)
+    sweep = pd.DataFrame({"precision": ["fp32"] * 3, "batch": [1, 2, 4], "status": ["ok"] * 3,
+                          "throughput_ips": [10.0, 18.0, 19.0], "latency_p99_ms": [1.0, 1.2, 2.5]})
+    s.workspace.save_result("sweep", {"points": 3}, sweep)
+    path = s.report(tmp_path_factory.mktemp("out") / "sub" / "report.html")
+    return s, path, bench, p1, p2
+
+
+def test_report_is_one_file_with_plotly_inlined_once(filled):
+    _s, path, *_ = filled
+    text = path.read_text(encoding="utf-8")
+    assert path.name == "report.html" and text.startswith("<!DOCTYPE html>")
+    assert text.count(f"plotly.js v{plotly.__version__}") <= 1  # the library banner, once
+    assert len(text) > 3_000_000  # plotly.js itself (~4.5 MB) is inside
+    assert not re.search(r"<script[^>]+src=", text), "no external scripts"
+    assert not re.search(r"<link[^>]+href=\"http", text), "no external stylesheets"
+
+
+def test_report_charts_every_kind_of_result(filled):
+    s, path, bench, p1, p2 = filled
+    text = path.read_text(encoding="utf-8")
+    for heading in ("Environment", "Engines", "Benchmarks", "Per-layer profiles", "Sweeps and tuning",
+                    "Comparisons and other results", "Monitor traces", "Log"):
+        assert f">{heading}</h2>" in text
+    payloads = plotly_payloads(text)
+    # 2 benchmark charts, 2x2 profile charts, 1 side-by-side, 1 sweep, 3 precision charts, 1 monitor
+    assert len(payloads) == 2 + 4 + 1 + 1 + 3 + 1
+    hist = payloads[0][0]
+    assert hist["type"] == "histogram"
+    assert values(hist["x"]) == pytest.approx(list(bench.latencies_ms))
+    bars = [t for data in payloads for t in data if t["type"] == "bar" and t.get("orientation") == "h"]
+    shown = {y: x for t in bars[:len(set(p1.frame["op_type"]))] for x, y in zip(values(t["x"]), values(t["y"]))}
+    assert shown == pytest.approx(dict(zip(p1.frame["name"], p1.frame["median_ms"])))
+    assert any(t.get("name") == "first divergence" for data in payloads for t in data)
+    assert any(t.get("name", "").endswith("knee") for data in payloads for t in data)
+    assert any(t.get("name") == "cpu.utilization [%]" or t.get("name") == "utilization.gpu [%]"
+               for data in payloads for t in data)
+    assert f"{bench.throughput:.4g}" in text
+    assert s.model.name in text and "onnxruntime" in text
+
+
+def test_report_of_an_empty_workspace_says_so(tmp_path):
+    s = Session(conv_model(), workspace=tmp_path / "ws")
+    text = s.report(tmp_path / "empty.html").read_text(encoding="utf-8")
+    assert "no benchmarks in this workspace yet" in text and "no layer profiles yet" in text
+    assert plotly_payloads(text) == []

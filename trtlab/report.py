@@ -1,0 +1,212 @@
+"""Session.report(): one self-contained HTML file (plotly's JavaScript inlined once) readable with no kernel or network."""
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+    from .session import Session
+
+MAX_PER_SECTION = 8  # newest results charted per kind; older ones are listed in the tables only
+_CSS = """
+body{font-family:-apple-system,Segoe UI,Roboto,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1200px;color:#222}
+h1{margin-bottom:0} h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}
+table.trtlab{border-collapse:collapse;font-size:13px;margin:8px 0} table.trtlab td,table.trtlab th{border:1px solid
+#ddd;padding:3px 8px;text-align:left} table.trtlab th{background:#f4f4f4} pre{background:#f7f7f7;padding:8px;
+overflow:auto;font-size:12px} .muted{color:#777} .chart{margin:8px 0 24px 0} nav a{margin-right:12px}
+"""
+
+
+class ReportBuilder:
+    """Collects sections of HTML and figures; `html()` joins them into one page."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.sections: list[tuple[str, str, list[str]]] = []
+        self.figures = 0
+
+    def section(self, anchor: str, heading: str) -> list[str]:
+        """Start a section; returns its list of HTML parts to append to."""
+        parts: list[str] = []
+        self.sections.append((anchor, heading, parts))
+        return parts
+
+    def figure(self, fig: "go.Figure") -> str:
+        """A figure as a <div> (plotly.js is included once, in the page head)."""
+        import plotly.io as pio
+        self.figures += 1
+        return ('<div class="chart">' + pio.to_html(fig, include_plotlyjs=False, full_html=False,
+                                                    config={"displaylogo": False, "responsive": True})
+                + "</div>")
+
+    def html(self) -> str:
+        """The whole page."""
+        from plotly.offline import get_plotlyjs
+        nav = " ".join(f'<a href="#{a}">{html.escape(h)}</a>' for a, h, _ in self.sections)
+        body = "".join(f'<h2 id="{a}">{html.escape(h)}</h2>' + "".join(p) for a, h, p in self.sections)
+        stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+        return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
+                f"<style>{_CSS}</style><script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
+                f"<h1>{html.escape(self.title)}</h1><p class='muted'>written by trtlab on {stamp}</p>"
+                f"<nav>{nav}</nav>{body}</body></html>")
+
+
+def table(frame: pd.DataFrame, max_rows: int = 200) -> str:
+    """A DataFrame as a compact HTML table (lists and dicts shown as JSON)."""
+    if frame is None or not len(frame):
+        return "<p class='muted'>none</p>"
+    f = frame.head(max_rows).copy()
+    for c in f.columns:
+        if f[c].map(lambda v: isinstance(v, (list, dict, tuple))).any():
+            f[c] = f[c].map(lambda v: json.dumps(v, default=str) if isinstance(v, (list, dict, tuple)) else v)
+    more = f"<p class='muted'>{len(frame) - max_rows} more rows not shown</p>" if len(frame) > max_rows else ""
+    return f.to_html(index=False, classes="trtlab", border=0, float_format=lambda v: f"{v:.4g}",
+                     na_rep="") + more
+
+
+def _frame_of(record: dict[str, Any]) -> pd.DataFrame | None:
+    """The CSV table the workspace wrote beside a result's JSON, if any."""
+    csv = Path(record["path"]).with_suffix(".csv")
+    if not csv.exists():
+        return None
+    try:
+        return pd.read_csv(csv)
+    except Exception:
+        return None
+
+
+def _scalars(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items()
+            if isinstance(v, (int, float, str, bool)) and k not in ("path",) and not (isinstance(v, float)
+                                                                                     and math.isnan(v))}
+
+
+def _guard(parts: list[str], what: str, fn: Any) -> None:
+    """Append fn()'s HTML; a chart that cannot be drawn becomes a note, never a failed report."""
+    try:
+        parts.append(fn())
+    except Exception as exc:
+        parts.append(f"<p class='muted'>{html.escape(what)}: not drawn ({html.escape(type(exc).__name__)}: "
+                     f"{html.escape(str(exc))})</p>")
+
+
+def write_report(session: "Session", path: str | Path = "report.html", title: str | None = None,
+                 monitors: Iterable[Any] | None = None) -> Path:
+    """Write the session's report to `path` and return the path."""
+    from . import plots
+    from .analysis.benchmark import BenchmarkResult
+    from .analysis.layers import LayerProfile
+
+    rb = ReportBuilder(title or f"trtlab report: {session.model.name}")
+    records = session.workspace.results()
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for rec in records:
+        by_kind.setdefault(str(rec.get("kind")), []).append(rec)
+
+    env = rb.section("environment", "Environment")
+    _guard(env, "environment", lambda: f"<pre>{html.escape(str(session.info()))}</pre>")
+
+    eng = rb.section("engines", "Engines")
+    _guard(eng, "engines", lambda: table(session.engines()))
+
+    bench = rb.section("benchmarks", "Benchmarks")
+    results = []
+    for rec in by_kind.pop("benchmark", []):
+        try:
+            results.append((rec, BenchmarkResult.from_dict(rec)))
+        except Exception:
+            continue
+    if results:
+        bench.append(table(pd.DataFrame([{"id": r["id"], **b.summary()} for r, b in results])))
+        for rec, b in results[-MAX_PER_SECTION:]:
+            bench.append(f"<h3>{html.escape(b.engine)} <span class='muted'>{html.escape(rec['id'])}</span></h3>"
+                         f"<pre>{html.escape(str(b))}</pre>")
+            _guard(bench, "latency histogram", lambda b=b: rb.figure(plots.latency_histogram(
+                b.to_frame(), title=f"{b.engine}: latency distribution")))
+            _guard(bench, "latency timeline", lambda b=b: rb.figure(plots.latency_timeline(
+                b.to_frame(), title=f"{b.engine}: latency over the run")))
+    else:
+        bench.append("<p class='muted'>no benchmarks in this workspace yet (Session.benchmark)</p>")
+
+    layers = rb.section("layers", "Per-layer profiles")
+    profiles = []
+    for rec in by_kind.pop("profile", []):
+        try:
+            profiles.append((rec, LayerProfile.from_dict(rec)))
+        except Exception:
+            continue
+    if profiles:
+        layers.append(table(pd.DataFrame([{"id": r["id"], "engine": p.engine, "layers": len(p.frame),
+                                           "runs": p.runs, "total_ms": p.total_ms} for r, p in profiles])))
+        latest: dict[str, LayerProfile] = {}
+        for _rec, p in profiles:
+            latest[p.engine] = p
+        for p in list(latest.values())[-MAX_PER_SECTION:]:
+            _guard(layers, "layer timings", lambda p=p: rb.figure(plots.layer_timings(
+                p.frame, top=25, title=f"{p.engine}: per-layer time (top 25 of {len(p.frame)})")))
+            _guard(layers, "op types", lambda p=p: rb.figure(plots.op_type_breakdown(
+                p.by_op_type(), title=f"{p.engine}: time by op type")))
+        if len(latest) >= 2:
+            names = list(latest)
+            a, b = latest[names[0]], latest[names[-1]]
+            _guard(layers, "layer comparison", lambda: rb.figure(plots.layer_comparison(
+                a.frame, b.frame, (names[0], names[-1]), top=30)))
+    else:
+        layers.append("<p class='muted'>no layer profiles yet (Session.profile_layers)</p>")
+
+    sweeps = by_kind.pop("sweep", []) + by_kind.pop("tune", [])
+    if sweeps:
+        sw = rb.section("sweeps", "Sweeps and tuning")
+        for rec in sweeps[-MAX_PER_SECTION:]:
+            frame = _frame_of(rec)
+            sw.append(f"<h3>{html.escape(str(rec.get('kind')))} <span class='muted'>{html.escape(rec['id'])}"
+                      f"</span></h3>")
+            if frame is not None and {"batch", "throughput_ips"} <= set(frame.columns):
+                ok = frame[frame["status"] == "ok"] if "status" in frame else frame
+                _guard(sw, "throughput vs batch", lambda ok=ok: rb.figure(plots.throughput_vs_batch(
+                    ok, color="precision" if "precision" in ok else None)))
+            sw.append(table(frame) if frame is not None else table(pd.DataFrame([_scalars(rec)])))
+
+    if by_kind:  # comparisons and any other analysis: the stored table, with precision charts where they fit
+        cmp = rb.section("comparisons", "Comparisons and other results")
+        for kind, recs in by_kind.items():
+            for rec in recs[-MAX_PER_SECTION:]:
+                frame = _frame_of(rec)
+                cmp.append(f"<h3>{html.escape(kind)} <span class='muted'>{html.escape(rec['id'])}</span></h3>")
+                cmp.append(table(pd.DataFrame([_scalars(rec)])))
+                if frame is None:
+                    continue
+                for fn in (plots.deviation_ratio, plots.error_growth, plots.fp16_range_counts):
+                    try:
+                        fig = fn(frame)
+                    except Exception:
+                        continue  # this table has no columns for that chart
+                    cmp.append(rb.figure(fig))
+                cmp.append(table(frame))
+
+    mons = list(monitors) if monitors is not None else list(getattr(session, "_ui_monitors", []))
+    mon_frames = [(m, m.to_frame()) for m in mons]
+    mon_frames = [(m, f) for m, f in mon_frames if len(f)]
+    mon = rb.section("monitor", "Monitor traces")
+    if mon_frames:
+        for m, f in mon_frames[-MAX_PER_SECTION:]:
+            _guard(mon, "monitor", lambda m=m, f=f: rb.figure(plots.monitor_timeline(
+                f, title=f"{m.source}: {len(f)} samples every {m.interval:g} s")))
+    else:
+        mon.append("<p class='muted'>no monitor recordings in this session (Session.monitor)</p>")
+
+    log = rb.section("log", "Log")
+    log.append(f"<pre>{html.escape(session.log.text('info')[-200_000:])}</pre>")
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(rb.html(), encoding="utf-8")
+    return out
