@@ -61,6 +61,16 @@ MEM_TOTAL = "memory.total [MiB]"
 MEM_UTIL = "memory.utilization [%]"
 
 
+# nvidia-smi R535+ accepts the names above as queries but prints newer ones in its header (seen with driver 580).
+_EVENT_NAMES = {GPU_OPERATION_MODE: "gom.current",
+                **{c: c.replace(THROTTLE_PREFIX, "clocks_event_reasons.") for c in (THROTTLE_ACTIVE, *THROTTLE_REASONS)}}
+
+
+def header_name(column: str, event_names: bool = False) -> str:
+    """The CSV header of a column: the FAQ's query name, or with event_names the name nvidia-smi R535+ prints."""
+    return _EVENT_NAMES.get(column, column) if event_names else column
+
+
 def per_cpu_column(i: int) -> str:
     """Header of CPU core `i`'s utilization, e.g. "cpu3.utilization [%]"."""
     return f"cpu{i}.utilization [%]"
@@ -107,8 +117,9 @@ def format_value(column: str, value: Any, units: bool = False) -> str:
     return f"{text} {unit}" if units and unit else text
 
 
-def csv_lines(columns: Sequence[str], samples: Iterable[Mapping[str, Any]], units: bool = False) -> Iterable[str]:
+def csv_lines(columns: Sequence[str], samples: Iterable[Mapping[str, Any]], units: bool = False,
+              event_names: bool = False) -> Iterable[str]:
     """Header and rows joined with ", " exactly like `nvidia-smi --format=csv[,nounits]`."""
-    yield ", ".join(columns)
+    yield ", ".join(header_name(c, event_names) for c in columns)
     for s in samples:
         yield ", ".join(format_value(c, s.get(c), units) for c in columns)

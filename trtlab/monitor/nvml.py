@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
 import threading
+import time
 from types import ModuleType
 from typing import Any, Callable, Sequence
 
@@ -16,11 +18,19 @@ _MIB = 1 << 20
 _COMPUTE_MODES = {0: "Default", 1: "Exclusive_Thread", 2: "Prohibited", 3: "Exclusive_Process"}
 _OPERATION_MODES = {0: "All On", 1: "Compute", 2: "Low Double Precision"}
 _PSTATE_UNKNOWN = 32
-# Errors that will not go away on the next read: stop asking (keeps the sampler cheap) and report None.
-_NOT_SUPPORTED, _FUNCTION_NOT_FOUND = 3, 13
+# Administrative settings (power limit, compute and operation mode) are re-read this often, not every sample.
+SETTINGS_REFRESH_S = 5.0
+# NVML errors that will not go away on the next read (NOT_SUPPORTED, FUNCTION_NOT_FOUND, ARGUMENT_VERSION_MISMATCH):
+# try the next way of reading the field, or stop asking and report None (keeps the sampler cheap).
+_PERMANENT_ERRORS = (3, 13, 25)
 
 _init_lock = threading.Lock()
 _init_results: dict[int, tuple[ModuleType, str | None]] = {}
+
+
+def _mib(n_bytes: int) -> int:
+    """Bytes to MiB rounded up, as nvidia-smi prints them (seen on an H100, driver 580: 620.812 MiB -> 621)."""
+    return -(-n_bytes // _MIB)
 
 
 def _text(value: Any) -> str:
@@ -63,20 +73,37 @@ def load_nvml() -> ModuleType:
 
 
 class _Group:
-    """Columns filled by one NVML query; candidates are tried in order until one is supported."""
+    """Columns filled by one NVML query; candidates are tried in order until one is supported.
 
-    def __init__(self, columns: Sequence[str], candidates: Sequence[Callable[[Any], dict[str, Any]]]) -> None:
+    `refresh_s` > 0 re-reads at most that often and repeats the last values in between: for settings that
+    rarely change but are slow to query (nvmlDeviceGetPowerManagementLimit took ~170 us on an H100 where
+    the other queries took ~2 us).
+    """
+
+    def __init__(self, columns: Sequence[str], candidates: Sequence[Callable[[Any], dict[str, Any]]],
+                 refresh_s: float = 0.0) -> None:
         self.columns = tuple(columns)
         self.candidates = list(candidates)
+        self.refresh_s = refresh_s
         self.warned = False
+        self._cached: dict[str, Any] | None = None
+        self._cached_at = -math.inf
 
     def read(self, nvml: ModuleType, handle: Any) -> dict[str, Any] | None:
         """The group's values, or None when the query failed (unsupported ones are dropped for good)."""
+        if self.refresh_s > 0:
+            now = time.monotonic()
+            if self._cached is None or now - self._cached_at >= self.refresh_s:
+                self._cached, self._cached_at = self._query(nvml, handle), now
+            return self._cached
+        return self._query(nvml, handle)
+
+    def _query(self, nvml: ModuleType, handle: Any) -> dict[str, Any] | None:
         while self.candidates:
             try:
                 return self.candidates[0](handle)
             except nvml.NVMLError as exc:
-                if getattr(exc, "value", None) in (_NOT_SUPPORTED, _FUNCTION_NOT_FOUND):
+                if getattr(exc, "value", None) in _PERMANENT_ERRORS:
                     self.candidates.pop(0)
                     continue
                 if not self.warned:
@@ -136,7 +163,7 @@ class NvmlSource:
             return {F.GPU_UTIL: u.gpu, F.GPU_MEM_UTIL: u.memory}
 
         def memory(m: Any) -> dict[str, Any]:
-            return {F.GPU_MEM_TOTAL: m.total // _MIB, F.GPU_MEM_FREE: m.free // _MIB, F.GPU_MEM_USED: m.used // _MIB}
+            return {F.GPU_MEM_TOTAL: _mib(m.total), F.GPU_MEM_FREE: _mib(m.free), F.GPU_MEM_USED: _mib(m.used)}
 
         memory_readers = []
         if hasattr(nvml, "nvmlMemory_v2"):
@@ -147,10 +174,12 @@ class NvmlSource:
         def clock(column: str, clock_type: int) -> _Group:
             return _Group([column], [lambda h: {column: nvml.nvmlDeviceGetClockInfo(h, clock_type)}])
 
-        def watts(column: str, fn_name: str) -> _Group:
+        def watts(column: str, fn_name: str, refresh_s: float = 0.0) -> _Group:
             fn = getattr(nvml, fn_name)
-            return _Group([column], [lambda h: {column: fn(h) / 1000.0}])
+            return _Group([column], [lambda h: {column: fn(h) / 1000.0}], refresh_s)
 
+        pstate_fns = [getattr(nvml, n) for n in ("nvmlDeviceGetPerformanceState", "nvmlDeviceGetPowerState")
+                      if hasattr(nvml, n)]
         throttle_fns = [getattr(nvml, n) for n in ("nvmlDeviceGetCurrentClocksEventReasons",
                                                    "nvmlDeviceGetCurrentClocksThrottleReasons") if hasattr(nvml, n)]
         return [
@@ -161,16 +190,18 @@ class NvmlSource:
             clock(F.CLOCK_VIDEO, nvml.NVML_CLOCK_VIDEO),
             clock(F.CLOCK_MEMORY, nvml.NVML_CLOCK_MEM),
             watts(F.POWER_DRAW, "nvmlDeviceGetPowerUsage"),
-            watts(F.POWER_LIMIT, "nvmlDeviceGetPowerManagementLimit"),
+            watts(F.POWER_LIMIT, "nvmlDeviceGetPowerManagementLimit", SETTINGS_REFRESH_S),
             watts(F.ENFORCED_POWER_LIMIT, "nvmlDeviceGetEnforcedPowerLimit"),
             _Group([F.TEMPERATURE],
                    [lambda h: {F.TEMPERATURE: nvml.nvmlDeviceGetTemperature(h, nvml.NVML_TEMPERATURE_GPU)}]),
             _Group([F.FAN_SPEED], [lambda h: {F.FAN_SPEED: nvml.nvmlDeviceGetFanSpeed(h)}]),
             _Group([F.COMPUTE_MODE],
-                   [lambda h: {F.COMPUTE_MODE: _COMPUTE_MODES.get(nvml.nvmlDeviceGetComputeMode(h))}]),
+                   [lambda h: {F.COMPUTE_MODE: _COMPUTE_MODES.get(nvml.nvmlDeviceGetComputeMode(h))}],
+                   SETTINGS_REFRESH_S),
             _Group([F.GPU_OPERATION_MODE], [lambda h: {
-                F.GPU_OPERATION_MODE: _OPERATION_MODES.get(nvml.nvmlDeviceGetGpuOperationMode(h)[0])}]),
-            _Group([F.PSTATE], [lambda h: {F.PSTATE: decode_pstate(nvml.nvmlDeviceGetPerformanceState(h))}]),
+                F.GPU_OPERATION_MODE: _OPERATION_MODES.get(nvml.nvmlDeviceGetGpuOperationMode(h)[0])}],
+                SETTINGS_REFRESH_S),
+            _Group([F.PSTATE], [(lambda h, fn=fn: {F.PSTATE: decode_pstate(fn(h))}) for fn in pstate_fns]),
             _Group([F.THROTTLE_ACTIVE, *F.THROTTLE_REASONS],
                    [(lambda h, fn=fn: decode_throttle_reasons(fn(h))) for fn in throttle_fns]),
         ]

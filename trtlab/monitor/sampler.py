@@ -186,11 +186,15 @@ class Monitor:
             samples = self.window(-float("inf") if t0 is None else t0, float("inf") if t1 is None else t1)
         return summarize(self.to_frame(samples))
 
-    def to_csv(self, path: str | os.PathLike[str], units: bool = False) -> str:
-        """Write the samples with nvidia-smi's headers and cell format (`--format=csv,nounits`; units=True for
-        `--format=csv`), "[N/A]" where a field is unsupported; returns the path."""
+    def to_csv(self, path: str | os.PathLike[str], units: bool = False, event_names: bool = False) -> str:
+        """Write the samples as `nvidia-smi --query-gpu=... --format=csv,nounits` would; returns the path.
+
+        Headers are the TensorRT FAQ's query names with units ("power.draw [W]"), unsupported fields "[N/A]";
+        units=True also puts units in the cells ("71.02 W", like --format=csv); event_names=True uses the header
+        names nvidia-smi R535+ prints for the same queries (clocks_event_reasons.*, gom.current).
+        """
         with open(path, "w", encoding="utf-8", newline="\n") as f:
-            for line in F.csv_lines(self.columns, self.samples, units):
+            for line in F.csv_lines(self.columns, self.samples, units, event_names):
                 f.write(line + "\n")
         return os.fspath(path)
 
