@@ -10,6 +10,7 @@ from ..base import Backend
 from ._import import TrtApi, find_api, load_api, normalise_cc
 from .builder import build_plan, parser_report
 from .plan import check_compatible, check_integrity, load_engine, plan_metadata
+from .plugin_tracer import PluginTracer, trace_plugin
 from .runtime import TensorRTEngine, running_device
 
 if TYPE_CHECKING:
@@ -107,4 +108,4 @@ class TensorRTRTXBackend(_TensorRTFamily):
     family = "tensorrt-rtx"
 
 
-__all__ = ["TensorRTBackend", "TensorRTEngine", "TensorRTRTXBackend", "load_engine"]
+__all__ = ["PluginTracer", "TensorRTBackend", "TensorRTEngine", "TensorRTRTXBackend", "load_engine", "trace_plugin"]
