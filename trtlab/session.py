@@ -554,9 +554,10 @@ class Session:
     def tune(self, objective: str = "throughput", budget_s: float = 120.0, batch: int | Iterable[int] | None = None,
              include: Iterable[str] | None = None, exclude: Iterable[str] = (), trial_s: float | None = None,
              warmup: int = 5, concurrency: int = 1, confirm: bool = True, keep_engines: bool = False,
-             background: bool = False, **build_args: Any):
+             precisions: Iterable[str] | None = None, background: bool = False, **build_args: Any):
         """Search precision, batch (when a list) and the backend's options within `budget_s` seconds; every
-        trial is in `.to_frame()`, the best against the default in `.ratio`. Written to the workspace."""
+        trial is in `.to_frame()`, the best against the default in `.ratio`. Written to the workspace.
+        precisions limits the precisions tried (default: fp32, fp16, bf16 where the backend has them)."""
         from .analysis.tune import make_trial, run_tune, search_space
         batches = [batch] if isinstance(batch, int) or batch is None else [int(b) for b in batch]
         trial_s = trial_s if trial_s is not None else max(0.3, min(3.0, budget_s / 40))
@@ -566,7 +567,8 @@ class Session:
             before = {c for c, e in self._engines.items() if not e._closed}
             first = self.build(**{**base, "batch": batches[0]})
             on_cuda = first.device != "CPU"
-            space = search_space(self.backend.options(), self.backend.precisions, on_cuda,
+            precs = [p for p in self.backend.precisions if precisions is None or p in set(precisions)]
+            space = search_space(self.backend.options(), precs, on_cuda,
                                  batches if len(batches) > 1 else None, include=include, exclude=exclude)
             rep.write("info", f"tune over {', '.join(f'{k} {v}' for k, v in space.items()) or 'nothing'} "
                               f"within {budget_s:g} s", "tune")
