@@ -164,8 +164,18 @@ class OrtEngine(Engine):
             if opt_path.exists():
                 import onnx
                 optimized = onnx.load(str(opt_path), load_external_data=False)
-        return parse_ort_profile(events, skip_runs=warmup, original=self.variant.model, optimized=optimized,
+        prof = parse_ort_profile(events, skip_runs=warmup, original=self.variant.model, optimized=optimized,
                                  engine=self.name, batch=_batch_of(feeds))
+        if self.on_cuda:
+            # ORT's release builds time each node on the host; CUDA kernels run asynchronously, so a node's time is
+            # mostly its launch cost and the sum is below the measured latency. Say so instead of hiding it.
+            prof.meta["timing"] = ("host-side node times: the CUDA provider launches kernels asynchronously, so these "
+                                   "measure launch cost, not GPU execution; compare shares with care")
+            if reporter:
+                reporter.write("warning", prof.meta["timing"], "profile")
+        else:
+            prof.meta["timing"] = "host time per node (CPU provider: the node's execution time)"
+        return prof
 
     def layers(self):
         """The graph ONNX Runtime executes after its optimizations (fused nodes as one row)."""
