@@ -237,3 +237,29 @@ def test_output_shapes_match_onnxruntime(session):
     assert shapes == {k: v.shape for k, v in outs.items()}
     conv = session.build(batch=5)
     assert output_shapes(conv.variant.model, conv.random_feeds()) == {"logits": (5, 10)}
+
+
+def test_fixed_buffer_runner_binds_outputs_it_owns(session):
+    # the CUDA-graph runner's binding logic, exercised on the CPU device (the GPU run only changes the device)
+    from trtlab.analysis.sweep import cuda_graph_runner, timing_engine, uses_cuda_graph
+    engine = session.build(batch=3)
+    feeds = engine.random_feeds(1)
+    run = cuda_graph_runner(engine, feeds, device="cpu")
+    out = run.outputs["logits"]
+    run()
+    np.testing.assert_array_equal(out.numpy(), engine.run(feeds)["logits"])
+    assert out.shape() == [3, 10]
+    assert not uses_cuda_graph(engine) and timing_engine(engine, 4) is engine
+
+
+def test_cuda_graph_engines_refuse_concurrency(session):
+    from trtlab.analysis.sweep import timing_engine, uses_cuda_graph
+    engine = session.build(batch=2)
+    # pose as a CUDA-graph engine (the flag and option the ORT backend sets on a GPU)
+    engine.on_cuda = True
+    engine.config = engine.config.replace(options={"cuda_options": {"enable_cuda_graph": "1"}})
+    assert uses_cuda_graph(engine)
+    with pytest.raises(ConfigError, match="one captured CUDA graph"):
+        run_concurrent(engine, None, 2, iterations=2)
+    proxy = timing_engine(engine, 1)
+    assert proxy is not engine and proxy.name == engine.name and proxy.config is engine.config

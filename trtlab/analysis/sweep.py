@@ -90,16 +90,18 @@ def output_shapes(proto: Any, feeds: Mapping[str, np.ndarray]) -> dict[str, tupl
     return shapes
 
 
-def cuda_graph_runner(engine: "Engine", feeds: Mapping[str, np.ndarray]) -> Callable[[], Any]:
+def cuda_graph_runner(engine: "Engine", feeds: Mapping[str, np.ndarray], device: str = "cuda") -> Callable[[], Any]:
     """A runner binding inputs AND outputs to fixed device buffers, as ONNX Runtime's CUDA graphs require
-    (a captured graph replays the same device addresses; ORT-allocated outputs would move)."""
+    (a captured graph replays the same device addresses; ORT-allocated outputs would move). The runner's
+    `outputs` attribute holds the bound output OrtValues by name."""
     import onnxruntime as ort
     feeds = engine.check_feeds(feeds)
     sess = engine.session  # type: ignore[attr-defined]
     binding = sess.io_binding()
     keep = []
+    outputs = {}
     for name, arr in feeds.items():
-        v = ort.OrtValue.ortvalue_from_numpy(arr, "cuda", 0)
+        v = ort.OrtValue.ortvalue_from_numpy(arr, device, 0)
         keep.append(v)
         binding.bind_ortvalue_input(name, v)
     shapes = output_shapes(engine.variant.model, feeds)
@@ -108,15 +110,16 @@ def cuda_graph_runner(engine: "Engine", feeds: Mapping[str, np.ndarray]) -> Call
         if shape is None:
             raise ConfigError(f"{engine.name}: CUDA graphs need a fixed device buffer for output {o.name!r}, but "
                               f"its shape cannot be derived from the input shapes; drop enable_cuda_graph")
-        v = ort.OrtValue.ortvalue_from_shape_and_type(list(shape), np.dtype(o.dtype).type, "cuda", 0)
-        keep.append(v)
+        v = ort.OrtValue.ortvalue_from_shape_and_type(list(shape), np.dtype(o.dtype).type, device, 0)
+        outputs[o.name] = v
         binding.bind_ortvalue_output(o.name, v)
     run_bound, sync = sess.run_with_iobinding, binding.synchronize_outputs
 
     def run() -> None:
         run_bound(binding)
         sync()
-    run.buffers = keep  # type: ignore[attr-defined]  # the OrtValues must live as long as the runner
+    run.inputs = keep  # type: ignore[attr-defined]  # the OrtValues must live as long as the runner
+    run.outputs = outputs  # type: ignore[attr-defined]
     return run
 
 
