@@ -28,7 +28,8 @@ class LayerTimings:
         for w in (self.color_by, self.top):
             w.observe(lambda _c: self._draw_bars(), "value")
         self.breakdown.observe(lambda _c: self._draw_ops(), "value")
-        self.widget = W.VBox([W.HBox([self.color_by, self.top]), self.bars, self.breakdown, self.ops])
+        self.widget = W.VBox([W.HBox([self.color_by, self.top]), self.bars, self.breakdown, self.ops],
+                             layout=W.Layout(display="none"))  # shown with the first profile
         self.widget.add_class("trtlab-layer-timings")
         if profile is not None:
             self.show(profile)
@@ -39,6 +40,7 @@ class LayerTimings:
         self.top.max = max(200, len(profile.frame))
         self._draw_bars()
         self._draw_ops()
+        self.widget.layout.display = None
 
     def _draw_bars(self) -> None:
         if self.profile is not None:
@@ -64,7 +66,7 @@ class LayerComparison:
         self.figure = figure_widget()
         self.a, self.b, self.labels = a, b, labels
         self.top.observe(lambda _c: self._draw(), "value")
-        self.widget = W.VBox([self.top, self.figure])
+        self.widget = W.VBox([self.top, self.figure], layout=W.Layout(display="none"))
         self.widget.add_class("trtlab-layer-comparison")
         if a is not None and b is not None:
             self.show(a, b, labels)
@@ -79,6 +81,7 @@ class LayerComparison:
         if self.a is not None and self.b is not None:
             set_figure(self.figure, plots.layer_comparison(self.a.frame, self.b.frame, self.labels,
                                                            top=self.top.value))
+            self.widget.layout.display = None
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -105,7 +108,7 @@ class LayersTab:
             w.observe(lambda _c: self._compare(), "value")
         self.profile_button.on_click(self._on_profile)
         self.widget = W.VBox([W.HBox([self.engine, self.runs, self.profile_button]), self.status,
-                              self.timings.widget, section("Two engines side by side"),
+                              self.timings.widget, section("Two engines side by side (profile two engines first)"),
                               W.HBox([self.cmp_a, self.cmp_b]), self.comparison.widget])
         self.widget.add_class("trtlab-layers-tab")
         self.refresh()

@@ -47,7 +47,8 @@ class PrecisionCharts:
         self.deviation = figure_widget()
         self.ranges = figure_widget()
         self.growth = figure_widget()
-        self.widget = W.VBox([self.table, self.deviation, self.ranges, self.growth])
+        self.widget = W.VBox([self.table, self.deviation, self.ranges, self.growth],
+                             layout=W.Layout(display="none"))  # shown with the first result
         self.widget.add_class("trtlab-precision-charts")
 
     def show(self, frame: pd.DataFrame, ranges: pd.DataFrame | None = None) -> None:
@@ -65,6 +66,7 @@ class PrecisionCharts:
             except ConfigError as exc:  # a frame without those columns: say so in place of that chart
                 set_figure(fw, plots.empty_figure(make.__name__.replace("_", " "), str(exc)))
                 fw.layout.height = 160
+        self.widget.layout.display = None
         if self.deviation.data:
             self.deviation.data[0].on_click(self._clicked)
         for trace in self.ranges.data:

@@ -1,0 +1,182 @@
+"""Real-browser tests: the quick-start notebook in JupyterLab, and the HTML report, in headless Debian Chromium.
+
+Needs /usr/bin/chromium (apt-get install chromium) and the playwright Python package (never `playwright install`).
+The screenshot is written to artifacts/screenshots/quickstart.png (a CI artifact).
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("TRTLAB_CHROMIUM", "/usr/bin/chromium")
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+NOTEBOOK = "00-quickstart.ipynb"
+
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set TRTLAB_CHROMIUM)",
+                allow_module_level=True)
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError:
+    pytest.skip("the playwright Python package is not installed (pip install playwright; no browser download "
+                "needed)", allow_module_level=True)
+
+# JupyterLab user settings for the test server: render every cell (no windowing) and no news/update toasts
+SETTINGS = {
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
+                                                                         "checkForUpdates": False},
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A JupyterLab server on 127.0.0.1 with a token, serving a temporary copy of notebooks/."""
+    tmp = tmp_path_factory.mktemp("lab")
+    root = tmp / "notebooks"
+    shutil.copytree(ROOT / "notebooks", root, ignore=shutil.ignore_patterns(".trtlab", ".ipynb_checkpoints",
+                                                                              "*.html"))
+    settings = tmp / "settings"
+    for rel, value in SETTINGS.items():
+        path = settings / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value))
+    port, token = free_port(), secrets.token_hex(16)
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"), "PYTHONUNBUFFERED": "1"}
+    as_root = ["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []  # CI containers
+    log = open(tmp / "server.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip", "127.0.0.1", f"--port={port}",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+         f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={tmp / 'workspaces'}",
+         "--LabApp.extension_manager=readonly", "--ServerApp.open_browser=False", *as_root],
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                pytest.fail("JupyterLab did not start:\n" + (tmp / "server.log").read_text()[-3000:])
+            time.sleep(0.25)
+        yield {"base": base, "token": token, "root": root, "log": tmp / "server.log"}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def test_quickstart_notebook_renders_dashboard_and_charts(lab, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    console_errors: list[str] = []
+    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+    page.goto(f"{lab['base']}/lab/tree/{NOTEBOOK}?token={lab['token']}")
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
+    accept = page.locator(".jp-Dialog .jp-Dialog-button.jp-mod-accept")
+    try:  # "Select Kernel" appears on first open with some settings
+        accept.first.click(timeout=5_000)
+    except Exception:
+        pass
+    page.wait_for_selector(".jp-NotebookPanel-toolbar", timeout=60_000)
+    page.locator(".jp-Notebook").first.click()
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+
+    # the last cell writes the report: once it has an output, every cell ran
+    page.wait_for_function(
+        """() => { const cells = document.querySelectorAll('.jp-Notebook .jp-CodeCell');
+                   const last = cells[cells.length - 1];
+                   return last && last.querySelector('.jp-OutputArea-output') &&
+                          last.innerText.includes('quickstart-report.html'); }""", timeout=240_000)
+    stderr = page.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')
+    assert stderr.count() == 0, "\n".join(stderr.all_inner_texts())
+
+    panel = page.locator(".trtlab-panel")
+    panel.wait_for(timeout=60_000)
+    for tab in ("Build", "Outputs", "Layers", "Precision", "Monitor", "Log"):
+        assert page.locator(".trtlab-panel .lm-TabBar-tabLabel", has_text=tab).count() == 1
+    # a plotly chart with data inside the dashboard (the Layers tab is selected) and in the plain cells
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('.trtlab-panel .js-plotly-plot')]
+                 .some(e => e.data && e.data.length > 0 && e.data.some(t => (t.x || []).length > 0))""",
+        timeout=120_000)
+    n_plots = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')]
+                                     .filter(e => e.data && e.data.length > 0).length""")
+    assert n_plots >= 3  # latency histogram, layer timings cell, dashboard charts
+    bars = page.evaluate("""() => [...document.querySelectorAll('.trtlab-panel .js-plotly-plot')]
+                                   .map(e => (e.data || []).filter(t => t.type === 'bar')
+                                             .reduce((n, t) => n + (t.x || []).length, 0))""")
+    assert max(bars) >= 10, bars  # resnet18's slowest layers as bars
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.keyboard.press("Control+b")  # hide the file browser: more room for the dashboard
+    panel.evaluate("e => e.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(500)  # let plotly finish its transition before the picture
+    page.screenshot(path=str(SCREENSHOTS / "quickstart.png"))
+    assert (SCREENSHOTS / "quickstart.png").stat().st_size > 20_000
+    widget_errors = [e for e in console_errors if "widget" in e.lower() or "plotly" in e.lower()]
+    assert not widget_errors, widget_errors
+    page.close()
+
+
+def test_report_opens_offline_and_shows_its_charts(browser, tmp_path):
+    from trtlab import Session
+    from conftest import conv_model
+    s = Session(conv_model(), workspace=tmp_path / "ws")
+    eng = s.build("fp32", batch=2)
+    s.benchmark(eng, iterations=20, warmup=1)
+    s.profile_layers(eng, runs=3, warmup=1)
+    path = s.report(tmp_path / "report.html")
+
+    page = browser.new_page()
+    requested: list[str] = []
+
+    def block_network(route):
+        requested.append(route.request.url)
+        route.abort()
+    page.route("http*://**/*", block_network)
+    page.goto(path.as_uri())
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length > 0", timeout=60_000)
+    counts = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')]
+                                     .map(e => (e.data || []).length)""")
+    assert len(counts) == 4 and all(c > 0 for c in counts), counts  # histogram, timeline, layers, op types
+    assert page.locator(".js-plotly-plot .main-svg").count() >= 4  # actually drawn, not just data
+    assert requested == []
+    page.close()
