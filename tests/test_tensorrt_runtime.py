@@ -14,7 +14,7 @@ from trtlab.backends.tensorrt._import import TrtApi
 from trtlab.backends.tensorrt.plan import check_compatible
 from trtlab.backends.tensorrt.runtime import TensorRTEngine, running_device
 from trtlab.config import BuildConfig
-from trtlab.errors import BackendUnavailableError, CudaError, InputError, PlanError, PlanMismatchError
+from trtlab.errors import BackendUnavailableError, ConfigError, CudaError, InputError, PlanError, PlanMismatchError
 
 from test_tensorrt_fakes import FakeCudart, make_module
 
@@ -76,6 +76,21 @@ def test_cuda_graph_capture_and_relaunch(cudart):
     z = np.ones((5, 4), np.float32)  # new shape: recapture, old graph destroyed
     np.testing.assert_allclose(eng.run({"input": z})["logits"], reference(eng, z), rtol=1e-6)
     assert cudart.calls.count("cudaStreamBeginCapture") == 2 and len(cudart.execs) == 1
+
+
+def test_set_mode_switches_between_execute_and_enqueue(cudart):
+    eng = make_engine(cudart, cuda_graph=True)
+    x = np.ones((2, 4), np.float32)
+    eng.run({"input": x})
+    assert len(cudart.execs) == 1 and eng.run_mode == "enqueue+cuda_graph"
+    eng.set_mode("execute", cuda_graph=False)
+    assert cudart.execs == {} and eng.run_mode == "execute"  # the captured graph is released
+    np.testing.assert_allclose(eng.run({"input": x})["logits"], reference(eng, x), rtol=1e-6)
+    assert eng._engine().contexts[0].executions[-1][0] == "execute_v2"
+    with pytest.raises(ConfigError, match="cuda_graph=True needs mode='enqueue'"):
+        eng.set_mode(cuda_graph=True)
+    with pytest.raises(ConfigError, match=r"mode must be one of \('enqueue', 'execute'\)"):
+        make_engine(cudart, mode="async")
 
 
 def test_shape_outside_profile(cudart):

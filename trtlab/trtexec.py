@@ -15,10 +15,10 @@ from .analysis.layers import LayerProfile, make_profile
 from .errors import TrtexecFormatError
 
 LAYER_COLUMNS = ["name", "type", "precision", "inputs", "outputs", "input_shapes", "output_shapes",
-                 "input_formats", "output_formats", "tactic", "origin", "is_reformat", "parameter_type"]
+                 "input_formats", "output_formats", "tactic", "origin", "is_reformat", "parameter_type", "fused_from"]
 
 # dtype words in the engine inspector's "Format/Datatype" text, checked in this order
-_DTYPES = [("bf16", "bf16"), ("fp16", "fp16"), ("half", "fp16"), ("fp32", "fp32"), ("float", "fp32"),
+_DTYPES = [("bfloat16", "bf16"), ("bf16", "bf16"), ("fp16", "fp16"), ("half", "fp16"), ("fp32", "fp32"), ("float", "fp32"),
            ("fp8", "fp8"), ("int8", "int8"), ("uint8", "uint8"), ("int32", "int32"), ("int64", "int64"),
            ("int4", "int4"), ("fp4", "fp4"), ("bool", "bool")]
 _WIDE = {"two": 2, "four": 4, "eight": 8, "sixteen": 16, "thirty-two": 32}
@@ -36,6 +36,8 @@ def parse_format(text: str) -> tuple[str, str]:
         fmt = f"HWC{k.group(1)}" if k else "HWC"
     elif "row major linear" in low or low.startswith("linear"):
         fmt = "LINEAR"
+    elif re.match(r"\s*\((\w+)\)", str(text)):
+        fmt = re.match(r"\s*\((\w+)\)", str(text)).group(1).upper()  # build-log style '(Transposed) ...'
     else:
         fmt = re.sub(rf"\s*\b{dtype}\b\s*", " ", str(text), flags=re.I).strip() or "unknown"
     return fmt, dtype
@@ -73,7 +75,8 @@ def parse_layer_info(data: Any, path: str = "<layer info>") -> pd.DataFrame:
             # ProfilingVerbosity LAYER_NAMES_ONLY: each layer is just its name
             rows.append({"name": layer, "type": None, "precision": None, "inputs": [], "outputs": [],
                          "input_shapes": [], "output_shapes": [], "input_formats": [], "output_formats": [],
-                         "tactic": None, "origin": None, "is_reformat": False, "parameter_type": None})
+                         "tactic": None, "origin": None, "is_reformat": False, "parameter_type": None,
+                         "fused_from": _fused_from(layer, {})})
             continue
         if not isinstance(layer, dict) or "Name" not in layer:
             raise TrtexecFormatError(f"{path}: layer {k} is {str(layer)[:80]!r}; expected a layer name or a dict "
@@ -82,6 +85,7 @@ def parse_layer_info(data: Any, path: str = "<layer info>") -> pd.DataFrame:
         ins = [_tensor(t, path, name) for t in layer.get("Inputs", [])]
         outs = [_tensor(t, path, name) for t in layer.get("Outputs", [])]
         typ, origin = layer.get("LayerType"), layer.get("Origin")
+        fused = _fused_from(name, {"type": typ}, layer.get("Metadata"))
         # the math precision: a compute layer's input type (int8 convs often write fp32); a reformat's target type
         first = ((outs if typ == "Reformat" else ins) or outs or ins or [{}])[0]
         rows.append({
@@ -89,9 +93,11 @@ def parse_layer_info(data: Any, path: str = "<layer info>") -> pd.DataFrame:
             "input_shapes": [t["dims"] for t in ins], "output_shapes": [t["dims"] for t in outs],
             "input_formats": [t["format"] for t in ins], "output_formats": [t["format"] for t in outs],
             "tactic": layer.get("TacticName") or layer.get("TacticValue"), "origin": origin,
-            # Reformat layers from Q/DQ nodes are the model's own quantize steps, not layers TensorRT inserted
-            "is_reformat": typ == "Reformat" and origin != "QDQ",
-            "parameter_type": layer.get("ParameterType")})
+            # Reformat layers from Q/DQ nodes are the model's own quantize steps, not layers TensorRT inserted;
+            # Myelin's layout 'Move' kernels (no ONNX origin) are reformats it inserted
+            "is_reformat": (typ == "Reformat" and origin != "QDQ")
+                           or (not fused and re.search(r"(^|_)Move(_|$)", name) is not None),
+            "parameter_type": layer.get("ParameterType"), "fused_from": fused})
     return pd.DataFrame(rows, columns=LAYER_COLUMNS)
 
 
@@ -110,8 +116,12 @@ def parse_profile(data: Any, path: str = "<profile>") -> tuple[int, list[dict[st
     return int(head.get("count", 0)), out
 
 
-def _fused_from(name: str, layer: dict[str, Any]) -> list[str]:
-    """ONNX nodes a fused layer covers, from TensorRT's 'A + B + C' naming (reformat layers cover none)."""
+def _fused_from(name: str, layer: dict[str, Any], metadata: str | None = None) -> list[str]:
+    """ONNX nodes a layer covers: from its '[ONNX Layer: a][ONNX Layer: b]' metadata, else 'A + B + C' naming."""
+    if metadata:
+        found = re.findall(r"\[ONNX Layer: (.*?)\]", metadata)
+        if found:
+            return list(dict.fromkeys(found))
     if layer.get("type") == "Reformat" or name.startswith("Reformatting CopyNode") or " + " not in name:
         return []
     return name.split(" + ")
@@ -186,7 +196,7 @@ class TrtexecReport:
                          "precision": li.get("precision"), "input_shapes": li.get("input_shapes", []),
                          "output_shapes": li.get("output_shapes", []),
                          "median_ms": float(rec.get("medianMs", mean)), "mean_ms": mean,
-                         "count": runs, "fused_from": _fused_from(rec["name"], li)})
+                         "count": runs, "fused_from": li.get("fused_from") or _fused_from(rec["name"], li)})
         return make_profile(rows, engine=self.name, runs=runs, batch=self.batch, source="trtexec",
                             meta={"device": self.device, "total_time_ms": sum(float(r.get("timeMs", 0))
                                                                                for r in recs)})

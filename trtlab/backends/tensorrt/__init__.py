@@ -9,6 +9,7 @@ from ...errors import PlanError
 from ..base import Backend
 from ._import import TrtApi, find_api, load_api, normalise_cc
 from .builder import build_plan, parser_report
+from .inspector import layer_lines
 from .plan import check_compatible, check_integrity, load_engine, plan_metadata
 from .plugin_tracer import PluginTracer, trace_plugin
 from .runtime import TensorRTEngine, running_device
@@ -74,7 +75,7 @@ class _TensorRTFamily(Backend):
         meta = plan_metadata(self.api, out.plan, running_device(), out.targets, {
             "config": config.to_dict(), "model": model.name, "model_hash": model.hash, "io": out.io,
             "profile": out.profile, "settings": out.settings, "build_seconds": out.build_seconds,
-            "build_figures": out.figures})
+            "build_figures": out.figures, "build_layers": layer_lines(out.log)})
         reporter.write("info", f"built {model.name} ({config.describe()}) in {out.build_seconds:.2f} s: plan "
                                f"{len(out.plan)} bytes; " + ", ".join(f"{k}={v}" for k, v in out.figures.items()),
                        "tensorrt")

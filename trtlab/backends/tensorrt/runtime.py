@@ -109,10 +109,8 @@ class TensorRTEngine(Engine):
         self.backend_name = api.family
         self.build_log = log
         self.reporter = reporter
-        self.mode = str(self.config.option("mode", "enqueue"))
-        self.cuda_graph = bool(self.config.option("cuda_graph", False))
-        if self.mode not in MODES:
-            raise ConfigError(f"mode must be one of {MODES} (TensorRT FAQ 8), got {self.mode!r}")
+        self.mode, self.cuda_graph = "enqueue", False
+        self.set_mode(self.config.option("mode", "enqueue"), bool(self.config.option("cuda_graph", False)))
         io = metadata.get("io", {"inputs": [], "outputs": []})
         self._inputs = [TensorInfo(t["name"], tuple(d if d >= 0 else None for d in t["shape"]), t["dtype"])
                         for t in io["inputs"]]
@@ -129,6 +127,24 @@ class TensorRTEngine(Engine):
         self._local = threading.local()
         self._contexts: list[_Context] = []
         self._init_lock = threading.Lock()
+
+    def set_mode(self, mode: str | None = None, cuda_graph: bool | None = None) -> None:
+        """Choose 'execute' (synchronous) or 'enqueue' (user stream, FAQ 8) and CUDA graph capture (enqueue only)."""
+        mode = self.mode if mode is None else str(mode)
+        graph = self.cuda_graph if cuda_graph is None else bool(cuda_graph)
+        if mode not in MODES:
+            raise ConfigError(f"mode must be one of {MODES} (TensorRT FAQ 8), got {mode!r}")
+        if graph and mode != "enqueue":
+            raise ConfigError("cuda_graph=True needs mode='enqueue': a CUDA graph is captured from a stream")
+        if (mode, graph) != (self.mode, self.cuda_graph):
+            for c in getattr(self, "_contexts", []):
+                c.drop_graph()
+        self.mode, self.cuda_graph = mode, graph
+
+    @property
+    def run_mode(self) -> str:
+        """'execute', 'enqueue' or 'enqueue+cuda_graph' (what a benchmark records as its mode)."""
+        return self.mode + ("+cuda_graph" if self.cuda_graph else "")
 
     @classmethod
     def from_plan(cls, api: "TrtApi", plan: bytes, metadata: dict[str, Any], **kw: Any) -> "TensorRTEngine":
@@ -214,8 +230,6 @@ class TensorRTEngine(Engine):
 
     # ---- running ---------------------------------------------------------------------------
     def _prepare(self, c: _Context, feeds: Mapping[str, np.ndarray], stream: bool) -> None:
-        eng = self._engine()
-        mod = self.api.module
         for t in self._inputs:
             arr = feeds[t.name]
             if t.shape is None or any(d is None for d in t.shape):
@@ -236,7 +250,6 @@ class TensorRTEngine(Engine):
             shape = tuple(c.ctx.get_tensor_shape(t.name))
             nbytes = int(np.prod(shape, dtype=np.int64)) * numpy_dtype(t.dtype).itemsize
             c.ctx.set_tensor_address(t.name, c.buffer(t.name, nbytes).ptr)
-        del eng, mod
 
     def _bindings(self, c: _Context) -> list[int]:
         eng = self._engine()
@@ -355,8 +368,14 @@ class TensorRTEngine(Engine):
                             meta={"device": self.device})
 
     def layers(self) -> "pd.DataFrame":
-        """IEngineInspector layer information: fused layers, tactics, formats, precisions (as trtexec's)."""
+        """IEngineInspector layer information: fused layers, tactics, formats, precisions (as trtexec's).
+
+        Without a GPU the same table comes from the layer dump TensorRT logged while building this plan."""
         from ...trtexec import parse_layer_info
+        lines = self.metadata.get("build_layers")
+        if lines and self._trt_engine is None and running_device() is None:
+            from .inspector import oneline_to_layers
+            return parse_layer_info({"Layers": oneline_to_layers(lines)}, f"{self.name} build log")
         c = self._context()
         inspector = self._engine().create_engine_inspector()
         inspector.execution_context = c.ctx
