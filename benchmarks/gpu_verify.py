@@ -38,10 +38,10 @@ from trtlab.session import Session  # noqa: E402
 GPU_PLAN = {
     "models": [("resnet50", {}, {}), ("bert", {"size": "small"}, {"dims": {"sequence": 128}})],
     "batch": [1, 2, 4, 8, 16, 32, 64], "precision": ["fp32", "fp16"], "concurrency": [1, 2, 4],
-    "duration": 0.4, "warmup": 5, "sweep_budget": {"resnet50": 150.0, "bert": 90.0},
+    "duration": 0.4, "warmup": 5, "sweep_budget": {"resnet50": 140.0, "bert": 80.0},
     "threads": 8, "thread_iterations": 10, "thread_batch": 8,
     "tune_model": "resnet50", "tune_batch": 32, "tune_budget": 120.0, "tune_trial_s": 1.5,
-    "monitor_interval": 0.05, "total_budget": 450.0, "providers": ["cuda"],
+    "monitor_interval": 0.05, "total_budget": 420.0, "providers": ["cuda"],
 }
 CPU_PLAN = {
     "models": [("mlp", {}, {}), ("resnet18", {}, {})],
@@ -85,16 +85,40 @@ def environment_info(cpu: bool) -> dict[str, Any]:
     except Exception as exc:
         info["gpu"] = f"none ({type(exc).__name__})"
     if not cpu:
-        if hasattr(ort, "preload_dlls"):
-            try:
-                ort.preload_dlls()
-                info["preload_dlls"] = "ok"
-            except Exception as exc:
-                info["preload_dlls"] = f"failed: {exc}"
         if "CUDAExecutionProvider" not in ort.get_available_providers():
             raise SystemExit("CUDAExecutionProvider is not available: install onnxruntime-gpu (stage.sh) and "
                              "export PYTHONPATH=/tmp/site, or run with --cpu")
+        try:
+            info["cuda_probe"] = cuda_probe()
+        except Exception as exc:  # cuDNN/cuBLAS not found: ORT can preload the pip-installed CUDA libraries
+            if not hasattr(ort, "preload_dlls"):
+                raise
+            log(f"CUDA probe failed ({str(exc).splitlines()[0][:200]}); retrying after onnxruntime.preload_dlls()")
+            ort.preload_dlls()
+            info["cuda_probe"] = cuda_probe() + " (after preload_dlls)"
     return info
+
+
+def cuda_probe() -> str:
+    """Run a one-Conv model on the CUDA provider (needs cuDNN); raise when it does not run there."""
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+    w = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])], "probe",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CUDAExecutionProvider"])
+    if sess.get_providers()[0] != "CUDAExecutionProvider":
+        raise RuntimeError(f"the CUDA provider did not load (session providers {sess.get_providers()})")
+    y = sess.run(None, {"x": np.ones((1, 3, 8, 8), np.float32)})[0]
+    if float(y[0, 0, 4, 4]) != 27.0:
+        raise RuntimeError(f"CUDA Conv gave {float(y[0, 0, 4, 4])} instead of 27")
+    return "Conv on CUDAExecutionProvider ok"
 
 
 class Run:

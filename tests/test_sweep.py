@@ -263,3 +263,11 @@ def test_cuda_graph_engines_refuse_concurrency(session):
         run_concurrent(engine, None, 2, iterations=2)
     proxy = timing_engine(engine, 1)
     assert proxy is not engine and proxy.name == engine.name and proxy.config is engine.config
+
+
+def test_budget_stops_before_the_next_point(session):
+    sw = session.sweep(batch=[1, 2], iterations=3, warmup=1, monitor=False, budget_s=0.0)
+    assert sw.ran == 0 and sw.records == [] and "time budget" in sw.stopped
+    assert len(sw.missing) == 2 and "2 of 2 points not run yet" in sw.describe()
+    rest = session.sweep(batch=[1, 2], iterations=3, warmup=1, monitor=False, resume=True)
+    assert rest.ran == 2 and rest.complete and rest.stopped is None
