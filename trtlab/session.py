@@ -482,8 +482,11 @@ class Session:
               monitor: Any = True, resume: bool | str = False, budget_s: float | None = None,
               keep_engines: bool = True, background: bool = False, **build_args: Any):
         """Benchmark every (options, precision, batch, concurrency) point; each point is appended to the
-        workspace as it finishes. resume=True (or a sweep id) runs only the points not finished yet.
-        monitor: True (0.1 s samples), an interval in seconds, a Monitor, or False."""
+        workspace as it finishes. resume=True runs only the points of the same sweep not finished yet;
+        resume="<sweep id>" does so for a stored sweep (its stored axes; the axis arguments are ignored).
+        iterations are per thread; concurrency c runs c threads, each with its own runner (context).
+        monitor: True (0.1 s samples), an interval in seconds, a Monitor, or False. budget_s stops starting
+        new points after that many seconds; keep_engines=False closes the engines the sweep built."""
         from .analysis.sweep import SweepSpec, SweepStore, run_sweep
         root = self.workspace.path / "sweeps"
         if isinstance(resume, str):
