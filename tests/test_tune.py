@@ -28,14 +28,14 @@ def test_search_space_cpu_and_cuda():
     assert cpu["graph_optimization"] == ["disable", "basic", "extended", "layout"]  # "all" is the default
     assert cpu["threads"] == [1, 4, 8]
     gpu = search_space(ORT_OPTIONS, OnnxRuntimeBackend.precisions, on_cuda=True, batch=[8, 32])
-    assert list(gpu)[:5] == ["precision", "batch", "cuda_options.cudnn_conv_algo_search",
-                             "cuda_options.prefer_nhwc", "cuda_options.enable_cuda_graph"]
+    assert list(gpu)[:5] == ["precision", "batch", "cuda_options.prefer_nhwc", "cuda_options.enable_cuda_graph",
+                             "cuda_options.cudnn_conv_algo_search"]
     assert gpu["cuda_options.cudnn_conv_algo_search"] == ["HEURISTIC", "DEFAULT"]
     assert gpu["cuda_options.enable_cuda_graph"] == ["1"] and "threads" not in gpu
     assert "providers" not in gpu and "io_binding" not in gpu
     only = search_space(ORT_OPTIONS, ("fp32", "fp16"), on_cuda=True, include=["precision", "cuda_options"],
                         exclude=["cuda_options.enable_cuda_graph"])
-    assert list(only) == ["precision", "cuda_options.cudnn_conv_algo_search", "cuda_options.prefer_nhwc"]
+    assert list(only) == ["precision", "cuda_options.prefer_nhwc", "cuda_options.cudnn_conv_algo_search"]
     trt = search_space({"workspace": None, "opt_level": [0, 1, 2, 3, 4, 5], "timing_cache": [False, True],
                         "compute_capability": ["8.9", "12.0"]}, ("fp32", "fp16", "int8"), on_cuda=True)
     assert trt == {"precision": ["fp16"], "opt_level": [0, 1, 2, 4, 5], "timing_cache": [True]}
