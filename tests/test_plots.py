@@ -196,3 +196,39 @@ def test_core_import_does_not_load_plotly():
     code = "import sys, trtlab; s = trtlab.Session; print(any(m.startswith(('plotly', 'ipywidgets')) for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_precision_charts_from_a_real_fp16_comparison(session):
+    result = session.compare("fp32", "fp16")
+    frame = result.to_frame()
+    dev = plots.deviation_ratio(frame)
+    assert list(dev.data[0].x) == list(frame["tensor"])  # graph order
+    np.testing.assert_allclose(dev.data[0].y, frame["ratio"])
+    assert "elements with rel. error > 10%" in dev.layout.yaxis.title.text
+    growth = plots.error_growth(frame, divergence={"tensor": frame["tensor"].iloc[2], "index": 2, "reason": "test"})
+    np.testing.assert_allclose(growth.data[0].y, frame["rel_rms_err"])
+    assert list(next(t for t in growth.data if t.name == "first divergence").x) == [2]
+    ranges = session.fp16_range_report().to_frame()
+    fig = plots.fp16_range_counts(ranges)
+    assert [t.name for t in fig.data] == ["overflow", "underflow", "subnormal"]
+    assert list(fig.data[0].x) == list(ranges["tensor"])
+    bf = plots.fp16_range_counts(ranges, precision="bf16")
+    assert "BF16" in bf.layout.title.text
+
+
+def test_fp16_range_counts_counts_a_real_overflow(tmp_path):
+    # x * 1e5 overflows FP16 (max 65504) in every element whose |x| > 0.655
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    g = helper.make_graph([helper.make_node("Mul", ["x", "k"], ["y"], name="scale")], "big",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1000])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1000])],
+                          [numpy_helper.from_array(np.array(1e5, np.float32), "k")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    s = Session(m, workspace=tmp_path)
+    x = np.linspace(-1, 1, 1000, dtype=np.float32).reshape(1, 1000)
+    frame = s.fp16_range_report(data={"x": x}).to_frame()
+    fig = plots.fp16_range_counts(frame)
+    over = dict(zip(fig.data[0].x, fig.data[0].y))
+    assert over["y"] == np.count_nonzero(np.abs(x * np.float32(1e5)) > 65504)

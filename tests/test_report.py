@@ -52,6 +52,8 @@ def filled(tmp_path_factory):
     sweep = pd.DataFrame({"precision": ["fp32"] * 3, "batch": [1, 2, 4], "status": ["ok"] * 3,
                           "throughput_ips": [10.0, 18.0, 19.0], "latency_p99_ms": [1.0, 1.2, 2.5]})
     s.workspace.save_result("sweep", {"points": 3}, sweep)
+    s.compare("fp32", "fp16")
+    s.fp16_range_report()
     path = s.report(tmp_path_factory.mktemp("out") / "sub" / "report.html")
     return s, path, bench, p1, p2
 
@@ -73,8 +75,10 @@ def test_report_charts_every_kind_of_result(filled):
                     "Comparisons and other results", "Monitor traces", "Log"):
         assert f">{heading}</h2>" in text
     payloads = plotly_payloads(text)
-    # 2 benchmark charts, 2x2 profile charts, 1 side-by-side, 1 sweep, 3 precision charts, 1 monitor
-    assert len(payloads) == 2 + 4 + 1 + 1 + 3 + 1
+    # 2 benchmark charts, 2x2 profile charts, 1 side-by-side, 1 sweep, 3 charts for each of the two comparisons,
+    # 1 range report chart, 1 monitor
+    assert len(payloads) == 2 + 4 + 1 + 1 + 3 + 3 + 1 + 1
+    assert ">compare <span" in text and ">fp16_range <span" in text
     hist = payloads[0][0]
     assert hist["type"] == "histogram"
     assert values(hist["x"]) == pytest.approx(list(bench.latencies_ms))

@@ -233,8 +233,6 @@ def test_log_tab_filters_by_level_and_search(panel, session):
 
 def test_precision_tab_charts_and_click_to_pin(panel):
     tab = panel.precision
-    if not tab.available:
-        assert "not available yet" in tab.status.value and tab.compare_button.disabled
     frame = pd.DataFrame({"tensor": ["c0", "r0", "c1", "a1"], "max_abs_error": [1e-5, 1e-5, 0.2, 0.4],
                           "passed": [True, True, False, False], "overflow": [0, 0, 3, 9],
                           "underflow": [10, 0, 0, 0], "subnormal": [0, 4, 0, 0]})
@@ -246,3 +244,33 @@ def test_precision_tab_charts_and_click_to_pin(panel):
     assert panel.build.pins.selected == ["conv1"]
     assert tab.rebuild_button.layout.display is None
     assert tab.pin_tensor("input") is None
+
+
+def test_precision_tab_runs_a_real_comparison_with_the_build_pins(panel, session):
+    tab = panel.precision
+    if not tab.available:
+        assert "not available yet" in tab.status.value and tab.compare_button.disabled
+        pytest.skip("Session.compare is not in this trtlab")
+    panel.build.pins.set(["conv1"])
+    assert tab.candidate_spec() == {"precision": "fp16", "fp32_layers": ["conv1"]}
+    tab.compare_button.click()
+    job = tab.job
+    wait_for(lambda: job.done and "tensors compared" in tab.status.value, "the comparison")
+    frame = tab.result.to_frame()
+    assert tab.result.candidate.startswith("fp16") and len(frame) == len(session.model.activation_names())
+    np.testing.assert_allclose(tab.charts.deviation.data[0].y, frame["ratio"])
+    # the pinned layer's output stays FP32 in the candidate
+    assert frame.set_index("tensor").loc["c1", "cand_dtype"] == "float32"
+    assert [r["kind"] for r in session.workspace.results("compare")] == ["compare"]
+    tab.range_button.click()
+    job = tab.job
+    wait_for(lambda: job.done and "range report" in tab.status.value, "the range report")
+    assert [t.name for t in tab.charts.ranges.data] == ["overflow", "underflow", "subnormal"]
+    # clicking a tensor pins its producer and the rebuild uses the candidate precision
+    tab.pin_tensor("r1")
+    assert panel.build.pins.selected == ["conv1", "relu1"]
+    tab.rebuild_button.click()
+    wait_for(lambda: panel.build.job.done and not panel.build.build_button.disabled, "the rebuild")
+    assert "trtlab-ok" in panel.build.result.value, panel.build.result.value
+    assert panel.build.engine.config.precision == "fp16"
+    assert set(panel.build.engine.config.fp32_layers) == {"conv1", "relu1"}

@@ -265,14 +265,41 @@ def monitor_timeline(monitor_frame: pd.DataFrame, per_cpu: bool = False, title: 
 
 
 # ---- precision ----------------------------------------------------------------------------------------------
-DEVIATION_COLUMNS = ("deviation_ratio", "ratio", "rel_error", "relative_error", "max_rel_error", "mean_rel_error",
+# ComparisonResult.to_frame() (trtlab.analysis.compare) names: ratio = share of elements with relative error > 10%
+# (the TensorRT FAQ's deviation ratio), rel_rms_err, max_abs_err, ...; other spellings are accepted too.
+DEVIATION_COLUMNS = ("deviation_ratio", "ratio", "max_rel_err", "mean_rel_err", "rel_rms_err", "max_abs_err",
+                     "mean_abs_err", "rel_error", "relative_error", "max_rel_error", "mean_rel_error",
                      "max_abs_error", "mean_abs_error", "max_abs_diff")
+GROWTH_COLUMNS = ("rel_rms_err", "mean_rel_err", "mean_rel_error", "rel_error", "relative_error", "mean_abs_err",
+                  "mean_abs_error", "max_abs_err", "max_abs_error", "deviation_ratio", "ratio")
 TENSOR_COLUMNS = ("tensor", "name", "output")
+_LABELS = {"ratio": "deviation ratio (elements with rel. error > 10%)",
+           "deviation_ratio": "deviation ratio (elements with rel. error > 10%)",
+           "rel_rms_err": "relative RMS error", "max_abs_err": "max |ref - cand|", "mean_abs_err": "mean |ref - cand|",
+           "max_rel_err": "max relative error", "mean_rel_err": "mean relative error"}
+_HOVER_EXTRA = ("shape", "cand_dtype", "max_abs_err", "mean_rel_err", "rel_rms_err", "cosine", "snr_db",
+                "elements_over_10pct", "producer", "op_type", "max_abs_error", "mean_abs_error")
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v)
+
+
+def _position(frame: pd.DataFrame, tensor_col: str, divergence: Any) -> int | None:
+    """Row position of a divergence given as a tensor name, a position, or a dict with "tensor"/"index"."""
+    if divergence is None:
+        return None
+    if isinstance(divergence, dict):
+        divergence = divergence.get("tensor", divergence.get("index"))
+    if isinstance(divergence, (int, np.integer)) and not isinstance(divergence, bool):
+        return int(divergence) if 0 <= int(divergence) < len(frame) else None
+    hits = np.flatnonzero(frame[tensor_col].astype(str).to_numpy() == str(divergence))
+    return int(hits[0]) if hits.size else None
 
 
 def deviation_ratio(compare_frame: pd.DataFrame, value: str | None = None, threshold: float | None = None,
-                    title: str | None = None) -> go.Figure:
-    """Deviation of each compared tensor in graph order (bars), failing tensors highlighted."""
+                    divergence: Any = None, title: str | None = None) -> go.Figure:
+    """Deviation of each compared tensor in graph order (bars); failing tensors and the first divergence highlighted."""
     t = _pick(compare_frame, TENSOR_COLUMNS, "deviation_ratio")
     v = _pick(compare_frame, DEVIATION_COLUMNS, "deviation_ratio", value)
     f = compare_frame.reset_index(drop=True)
@@ -283,36 +310,48 @@ def deviation_ratio(compare_frame: pd.DataFrame, value: str | None = None, thres
         bad = y > threshold
     else:
         bad = pd.Series(False, index=f.index)
-    extra = [c for c in ("producer", "op_type", "max_abs_error", "mean_abs_error", "cosine", "snr_db")
-             if c in f and c != v]
-    hover = [f"<b>{r[t]}</b><br>{v} = {r[v]:.4g}" + "".join(f"<br>{c}: {r[c]}" for c in extra)
-             + ("<br><b>exceeds tolerance</b>" if b else "") for (_, r), b in zip(f.iterrows(), bad)]
-    fig = go.Figure(go.Bar(x=list(f[t].astype(str)), y=y, marker_color=[PALETTE[3] if b else PALETTE[0] for b in bad],
-                           hovertext=hover, hoverinfo="text", name=v))
+    first = _position(f, t, divergence)
+    extra = [c for c in _HOVER_EXTRA if c in f and c != v]
+    hover = [f"<b>{r[t]}</b><br>{v} = {_fmt(r[v])}" + "".join(f"<br>{c}: {_fmt(r[c])}" for c in extra)
+             + ("<br><b>exceeds tolerance</b>" if b else "") + ("<br><b>first divergence</b>" if i == first else "")
+             for (i, r), b in zip(f.iterrows(), bad)]
+    colors = [PALETTE[3] if b or i == first else PALETTE[0] for i, b in enumerate(bad)]
+    fig = go.Figure(go.Bar(x=list(f[t].astype(str)), y=y, marker_color=colors, hovertext=hover, hoverinfo="text",
+                           name=v))
     if threshold is not None:
         fig.add_hline(y=threshold, line_dash="dash", annotation_text=f"tolerance {threshold:g}")
-    fig.update_layout(title=title or f"{v} per tensor (graph order; {int(bad.sum())} of {len(f)} exceed tolerance)",
-                      xaxis_title="tensor (graph order)", yaxis_title=v, **_LAYOUT)
+    what = (f"{int(bad.sum())} of {len(f)} exceed tolerance" if "passed" in f or threshold is not None
+            else f"{len(f)} tensors")
+    if first is not None:
+        what += f"; first divergence {f[t].iloc[first]}"
+    label = _LABELS.get(v, v)
+    fig.update_layout(title=title or f"{label} per tensor (graph order; {what})", xaxis_title="tensor (graph order)",
+                      yaxis_title=label, **_LAYOUT)
     fig.update_xaxes(type="category", showticklabels=len(f) <= 60)
     return fig
 
 
-RANGE_COLUMNS = (("overflow", ("overflow", "fp16_overflow", "n_overflow", "overflow_count")),
-                 ("underflow", ("underflow", "fp16_underflow", "n_underflow", "underflow_count")),
-                 ("subnormal", ("subnormal", "fp16_subnormal", "n_subnormal", "subnormal_count")))
+def _range_columns(frame: pd.DataFrame, precision: str) -> list[tuple[str, str]]:
+    found = []
+    for label in ("overflow", "underflow", "subnormal"):
+        for c in (f"{precision}_{label}", label, f"n_{label}", f"{label}_count"):
+            if c in frame:
+                found.append((label, c))
+                break
+    return found
 
 
-def fp16_range_counts(range_frame: pd.DataFrame, title: str | None = None) -> go.Figure:
-    """Per-tensor counts of values that overflow, underflow or turn subnormal in FP16 (log scale)."""
+def fp16_range_counts(range_frame: pd.DataFrame, precision: str = "fp16", title: str | None = None) -> go.Figure:
+    """Per-tensor counts of values that overflow, underflow or turn subnormal in FP16 (or BF16), log scale."""
     t = _pick(range_frame, TENSOR_COLUMNS, "fp16_range_counts")
-    found = [(label, next(c for c in cands if c in range_frame)) for label, cands in RANGE_COLUMNS
-             if any(c in range_frame for c in cands)]
+    found = _range_columns(range_frame, precision)
     if not found:
         raise ConfigError(f"fp16_range_counts: the frame has no overflow/underflow/subnormal count columns "
-                          f"(it has {list(range_frame.columns)})")
+                          f"(it has {list(range_frame.columns)}); pass ComparisonResult.to_frame() or "
+                          f"Session.fp16_range_report().to_frame()")
     f = range_frame.reset_index(drop=True)
-    total = pd.to_numeric(f["count"] if "count" in f else f.get("size", pd.Series([np.nan] * len(f))),
-                          errors="coerce")
+    tcol = next((c for c in ("count", "total_elements", "elements", "size") if c in f), None)
+    total = pd.to_numeric(f[tcol], errors="coerce") if tcol else pd.Series([np.nan] * len(f))
     fig = go.Figure()
     for k, (label, col) in enumerate(found):
         y = pd.to_numeric(f[col], errors="coerce").fillna(0)
@@ -322,10 +361,14 @@ def fp16_range_counts(range_frame: pd.DataFrame, title: str | None = None) -> go
         fig.add_trace(go.Bar(x=list(f[t].astype(str)), y=y.where(y > 0), name=label, hovertext=hover,
                              hoverinfo="text", marker_color=(PALETTE[3], PALETTE[0], PALETTE[5])[k]))
     n_bad = int((sum(pd.to_numeric(f[c], errors="coerce").fillna(0) for _, c in found) > 0).sum())
-    fig.update_layout(title=title or f"FP16 range problems per tensor ({n_bad} of {len(f)} tensors affected)",
+    name = precision.upper()
+    fig.update_layout(title=title or f"{name} range problems per tensor ({n_bad} of {len(f)} tensors affected)",
                       xaxis_title="tensor (graph order)", yaxis_title="values (log scale)", yaxis_type="log",
                       barmode="group", **_LAYOUT)
     fig.update_xaxes(type="category", showticklabels=len(f) <= 60)
+    if n_bad == 0:
+        fig.add_annotation(text=f"no tensor leaves the {name} range", showarrow=False, x=0.5, y=0.5,
+                           xref="paper", yref="paper")
     return fig
 
 
@@ -337,7 +380,7 @@ def first_divergence(compare_frame: pd.DataFrame, value: str | None = None, thre
     if threshold is None and "passed" in f:
         bad = ~f["passed"].astype(bool).to_numpy()
     elif threshold is not None:
-        v = _pick(f, DEVIATION_COLUMNS, "first_divergence", value)
+        v = _pick(f, GROWTH_COLUMNS, "first_divergence", value)
         bad = (pd.to_numeric(f[v], errors="coerce") > threshold).to_numpy()
     else:
         return None
@@ -346,30 +389,40 @@ def first_divergence(compare_frame: pd.DataFrame, value: str | None = None, thre
 
 
 def error_growth(compare_frame: pd.DataFrame, value: str | None = None, threshold: float | None = None,
-                 title: str | None = None) -> go.Figure:
-    """Error along the graph (tensor order, log y) with the first divergence marked."""
+                 divergence: Any = None, title: str | None = None) -> go.Figure:
+    """Error along the graph (tensor order, log y) with the first divergence marked.
+
+    `divergence` (a tensor name, a position, or ComparisonResult.first_divergence()'s dict) says where; otherwise
+    the first row with `passed` False or with `value` above `threshold`.
+    """
     t = _pick(compare_frame, TENSOR_COLUMNS, "error_growth")
-    v = _pick(compare_frame, DEVIATION_COLUMNS, "error_growth", value)
+    v = _pick(compare_frame, GROWTH_COLUMNS, "error_growth", value)
     f = compare_frame.reset_index(drop=True)
     y = pd.to_numeric(f[v], errors="coerce")
     x = list(range(len(f)))
-    fig = go.Figure(go.Scatter(x=x, y=y, mode="lines+markers", name=v, marker=dict(size=5, color=PALETTE[0]),
+    label = _LABELS.get(v, v)
+    fig = go.Figure(go.Scatter(x=x, y=y, mode="lines+markers", name=label, marker=dict(size=5, color=PALETTE[0]),
                                customdata=np.asarray(f[t].astype(str)).reshape(-1, 1),
                                hovertemplate="%{customdata[0]}<br>position %{x}<br>" + v + " = %{y:.4g}"
                                              "<extra></extra>"))
-    first = first_divergence(f, v, threshold)
+    first = _position(f, t, divergence) if divergence is not None else first_divergence(f, v, threshold)
     if first is not None:
+        reason = divergence.get("reason", "") if isinstance(divergence, dict) else ""
         fig.add_trace(go.Scatter(x=[first], y=[y.iloc[first]], mode="markers", name="first divergence",
                                  marker=dict(size=13, color=PALETTE[3], symbol="x"),
-                                 hovertext=[f"first divergence: {f[t].iloc[first]}"], hoverinfo="text"))
+                                 hovertext=[f"first divergence: {f[t].iloc[first]}" + (f"<br>{reason}" if reason
+                                                                                      else "")],
+                                 hoverinfo="text"))
         fig.add_vline(x=first, line_dash="dot", line_color=PALETTE[3],
                       annotation_text=f"first divergence: {f[t].iloc[first]}", annotation_position="top left")
     if threshold is not None:
         fig.add_hline(y=threshold, line_dash="dash", annotation_text=f"tolerance {threshold:g}")
     positive = bool((y > 0).any())
-    fig.update_layout(title=title or f"Error growth along the graph ({v})", xaxis_title="tensor position in graph order",
-                      yaxis_title=v + (" (log scale)" if positive else ""), yaxis_type="log" if positive else "linear",
-                      **_LAYOUT)
+    fig.update_layout(title=title or f"Error growth along the graph ({label})" + ("" if first is not None
+                                                                                  else ": no divergence"),
+                      xaxis_title="tensor position in graph order",
+                      yaxis_title=label + (" (log scale)" if positive else ""),
+                      yaxis_type="log" if positive else "linear", **_LAYOUT)
     return fig
 
 

@@ -184,9 +184,13 @@ def write_report(session: "Session", path: str | Path = "report.html", title: st
                 cmp.append(table(pd.DataFrame([_scalars(rec)])))
                 if frame is None:
                     continue
-                for fn in (plots.deviation_ratio, plots.error_growth, plots.fp16_range_counts):
+                div = rec.get("first_divergence")
+                prec = rec.get("range_precision", "fp16")
+                for make in (lambda: plots.deviation_ratio(frame, divergence=div),
+                             lambda: plots.error_growth(frame, divergence=div),
+                             lambda: plots.fp16_range_counts(frame, precision=prec)):
                     try:
-                        fig = fn(frame)
+                        fig = make()
                     except Exception:
                         continue  # this table has no columns for that chart
                     cmp.append(rb.figure(fig))

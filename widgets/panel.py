@@ -60,6 +60,7 @@ class Panel:
         self.monitor.close()
         self.build.close()
         self.log.close()
+        self.precision.close()
         self.widget.close()
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:

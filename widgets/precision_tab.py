@@ -51,22 +51,36 @@ class PrecisionCharts:
                              layout=W.Layout(display="none"))  # shown with the first result
         self.widget.add_class("trtlab-precision-charts")
 
-    def show(self, frame: pd.DataFrame, ranges: pd.DataFrame | None = None) -> None:
-        """Draw a comparison frame (and an optional separate FP16 range frame)."""
+    def show(self, frame: pd.DataFrame, ranges: pd.DataFrame | None = None, divergence: Any = None,
+             range_precision: str = "fp16") -> None:
+        """Draw a comparison frame (and an optional separate FP16 range frame), marking the first divergence."""
         self.frame = frame.reset_index(drop=True)
         cols = [c for c in self.frame.columns if self.frame[c].map(lambda v: not isinstance(v, (list, dict))).all()]
         self.table.value = ("<div style='max-height:260px;overflow:auto'>"
                             + self.frame[cols].to_html(index=False, float_format=lambda v: f"{v:.4g}",
                                                        classes="trtlab-compare-table") + "</div>")
-        for fw, make, src in ((self.deviation, plots.deviation_ratio, self.frame),
-                              (self.ranges, plots.fp16_range_counts, ranges if ranges is not None else self.frame),
-                              (self.growth, plots.error_growth, self.frame)):
+        draw = ((self.deviation, lambda: plots.deviation_ratio(self.frame, divergence=divergence)),
+                (self.ranges, lambda: plots.fp16_range_counts(ranges if ranges is not None else self.frame,
+                                                              precision=range_precision)),
+                (self.growth, lambda: plots.error_growth(self.frame, divergence=divergence)))
+        for fw, make in draw:
             try:
-                set_figure(fw, make(src))
+                set_figure(fw, make())
             except ConfigError as exc:  # a frame without those columns: say so in place of that chart
-                set_figure(fw, plots.empty_figure(make.__name__.replace("_", " "), str(exc)))
+                set_figure(fw, plots.empty_figure("not drawn", str(exc)))
                 fw.layout.height = 160
         self.widget.layout.display = None
+        self.deviation_tensor_click()
+
+    def show_ranges(self, ranges: pd.DataFrame, precision: str = "fp16") -> None:
+        """Draw only the FP16/BF16 range chart (from Session.fp16_range_report().to_frame())."""
+        set_figure(self.ranges, plots.fp16_range_counts(ranges, precision=precision))
+        self.ranges.layout.height = None
+        self.widget.layout.display = None
+        self.deviation_tensor_click()
+
+    def deviation_tensor_click(self) -> None:
+        """Route clicks on the deviation and range bars to on_tensor_click."""
         if self.deviation.data:
             self.deviation.data[0].on_click(self._clicked)
         for trace in self.ranges.data:
@@ -78,19 +92,27 @@ class PrecisionCharts:
 
 
 class PrecisionTab:
-    """Runs Session.compare(reference, candidate) in a job and shows the result; pins producers to FP32."""
+    """Runs Session.compare(reference, candidate) and fp16_range_report() as jobs; pins producers to FP32."""
 
     def __init__(self, session: "Session", build_tab: Any = None) -> None:
         self.session = session
         self.build_tab = build_tab
         self.job = None
         self.result: Any = None
+        self.ranges: Any = None
         ok, why = compare_available(session)
         self.available = ok
         self.reference = W.Dropdown(options=list(PRECISIONS), value="fp32", description="reference")
         self.candidate = W.ToggleButtons(options=[p for p in PRECISIONS if p != "fp32"], value="fp16",
                                          description="candidate", style={"button_width": "72px"})
-        self.compare_button = W.Button(description="Compare", button_style="primary", disabled=not ok)
+        self.batches = W.IntText(value=1, description="batches", tooltip="random input batches to compare over",
+                                 layout=W.Layout(width="180px"))
+        self.compare_button = W.Button(description="Compare", button_style="primary", disabled=not ok,
+                                       tooltip="layer-wise comparison: every tensor marked, streamed by segments")
+        self.range_button = W.Button(description="FP16 range report", disabled=not ok,
+                                     tooltip="FP32 run: per-tensor magnitudes against the FP16/BF16 ranges")
+        self.cancel_button = W.Button(description="Cancel", button_style="warning", disabled=True)
+        self.progress = W.FloatProgress(value=0, min=0, max=1, layout=W.Layout(width="300px"))
         self.status = W.HTML(note_html("The precision lab is <b>not available yet</b>: " + html.escape(why))
                              if not ok else "")
         self.pin_note = W.HTML()
@@ -98,51 +120,116 @@ class PrecisionTab:
                                        layout=W.Layout(display="none"))
         self.charts = PrecisionCharts(on_tensor_click=self.pin_tensor)
         self.compare_button.on_click(self._on_compare)
+        self.range_button.on_click(self._on_ranges)
+        self.cancel_button.on_click(lambda _b: self.job.cancel() if self.job is not None else None)
         self.rebuild_button.on_click(self._on_rebuild)
-        self.widget = W.VBox([W.HBox([self.reference, self.compare_button]), self.candidate, self.status,
-                              W.HBox([self.pin_note, self.rebuild_button]),
+        self._unsubscribe = session.events.subscribe(self._on_event)
+        self.widget = W.VBox([W.HBox([self.reference, self.batches]), self.candidate,
+                              W.HBox([self.compare_button, self.range_button, self.cancel_button, self.progress]),
+                              self.status, W.HBox([self.pin_note, self.rebuild_button]),
                               section("Per-tensor comparison (click a bar to pin its layer to FP32)"),
                               self.charts.widget])
         self.widget.add_class("trtlab-precision-tab")
 
-    def _on_compare(self, _b: Any = None) -> None:
-        if not self.available or (self.job is not None and not self.job.done):
-            return
-        ref, cand = self.reference.value, self.candidate.value
-        pins = list(self.build_tab.pins.selected) if self.build_tab is not None else []
-        cand_spec: Any = {"precision": cand, "fp32_layers": pins} if pins else cand
-        self.status.value = f"comparing {html.escape(cand)} against {html.escape(ref)} ..."
-        self.job = self.session.submit("compare", lambda rep: self.session.compare(ref, cand_spec))
-        self.job.add_done_callback(self._on_done)
+    def _busy(self) -> bool:
+        return self.job is not None and not self.job.done
 
-    def _on_done(self, job: Any) -> None:
-        exc = job.exception()
-        if exc is not None:
-            self.status.value = error_html(exc, "Comparison failed")
+    def _start(self, job: Any, what: str, done: Callable[[Any], None]) -> None:
+        self.job = job
+        self.progress.value = 0
+        self.progress.bar_style = "info"
+        self.status.value = html.escape(what) + " ..."
+        self.cancel_button.disabled = False
+        job.add_done_callback(done)
+
+    def _on_event(self, kind: str, payload: Any) -> None:
+        job = self.job
+        if kind == "progress" and job is not None and not job.done and payload.task == job.task:
+            frac = payload.fraction
+            self.progress.value = frac if frac is not None else min(0.95, self.progress.value + 0.05)
+
+    def candidate_spec(self) -> Any:
+        """The candidate as Session.compare takes it: a precision, or build arguments with the Build tab's pins."""
+        cand = self.candidate.value
+        pins = list(self.build_tab.pins.selected) if self.build_tab is not None else []
+        return {"precision": cand, "fp32_layers": pins} if pins else cand
+
+    def _on_compare(self, _b: Any = None) -> None:
+        if not self.available or self._busy():
             return
-        self.show(job.result())
+        ref, cand = self.reference.value, self.candidate_spec()
+        try:
+            job = self.session.compare(ref, cand, data=max(1, self.batches.value), background=True)
+        except Exception as exc:
+            self.status.value = error_html(exc, "Comparison rejected")
+            return
+        self._start(job, f"comparing {cand if isinstance(cand, str) else cand['precision'] + ' (pinned)'} "
+                         f"against {ref}", self._on_compared)
+
+    def _on_ranges(self, _b: Any = None) -> None:
+        if not self.available or self._busy():
+            return
+        try:
+            job = self.session.fp16_range_report(data=max(1, self.batches.value), background=True)
+        except Exception as exc:
+            self.status.value = error_html(exc, "Range report rejected")
+            return
+        self._start(job, "measuring FP32 tensor ranges", self._on_ranged)
+
+    def _finish(self, job: Any, what: str) -> Any:
+        self.cancel_button.disabled = True
+        exc = job.exception()
+        if exc is None:
+            self.progress.value = 1
+            self.progress.bar_style = "success"
+            return job.result()
+        from ..errors import CancelledError
+        self.progress.bar_style = "warning" if isinstance(exc, CancelledError) else "danger"
+        self.status.value = ("cancelled" if isinstance(exc, CancelledError) else error_html(exc, what + " failed"))
+        return None
+
+    def _on_compared(self, job: Any) -> None:
+        result = self._finish(job, "Comparison")
+        if result is not None:
+            self.show(result)
+
+    def _on_ranged(self, job: Any) -> None:
+        report = self._finish(job, "Range report")
+        if report is not None:
+            self.ranges = report
+            self.charts.show_ranges(report.to_frame())
+            s = getattr(report, "summary", {})
+            self.status.value = "FP16 range report: " + html.escape(
+                ", ".join(f"{k} {v}" for k, v in (s.items() if isinstance(s, dict) else [])))
 
     def show(self, result: Any) -> None:
-        """Show a comparison result (anything with to_frame(), or a DataFrame)."""
+        """Show a comparison result (a ComparisonResult, or any DataFrame with its columns)."""
         self.result = result
         frame = result_frame(result)
-        self.charts.show(frame)
-        summary = getattr(result, "summary", None)
-        text = ""
-        if callable(summary):
+        div = None
+        first = getattr(result, "first_divergence", None)
+        if callable(first):
             try:
-                s = summary()
-                text = html.escape(str(s)) if not isinstance(s, dict) else ", ".join(
-                    f"{html.escape(str(k))}: {html.escape(str(v))}" for k, v in list(s.items())[:8])
+                div = first()
             except Exception:
-                text = ""
-        self.status.value = f"{len(frame)} tensors compared" + (f"<br>{text}" if text else "")
+                div = None
+        self.charts.show(frame, divergence=div, range_precision=getattr(result, "range_precision", "fp16"))
+        summary = getattr(result, "summary", None)
+        if callable(summary):
+            summary = summary()
+        parts = [f"<b>{len(frame)} tensors compared</b>"]
+        if isinstance(summary, dict):
+            parts.append(", ".join(f"{html.escape(str(k))}: {html.escape(_short(v))}" for k, v in summary.items()))
+        if div:
+            parts.append(f"first divergence at <b>{html.escape(str(div.get('tensor')))}</b>: "
+                         f"{html.escape(str(div.get('reason', '')))}")
+        self.status.value = "<br>".join(parts)
 
     def pin_tensor(self, tensor: str) -> str | None:
         """Pin the layer producing `tensor` to FP32 in the Build tab and offer a rebuild; returns the layer."""
         node = self.session.model.producers().get(tensor)
         if node is None:
-            self.pin_note.value = note_html(f"{html.escape(tensor)} is a graph input: nothing to pin")
+            self.pin_note.value = note_html(f"{html.escape(tensor)} is not produced by a layer: nothing to pin")
             return None
         if self.build_tab is not None:
             self.build_tab.pins.add([node.name])
@@ -154,3 +241,11 @@ class PrecisionTab:
         if self.build_tab is not None:
             self.build_tab.precision.value = self.candidate.value
             self.build_tab._on_build()
+
+    def close(self) -> None:
+        """Stop listening to the session."""
+        self._unsubscribe()
+
+
+def _short(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
