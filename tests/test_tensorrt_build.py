@@ -203,3 +203,19 @@ def test_oneline_layer_parser():
     assert f["is_reformat"].tolist() == [True, False] and f["fused_from"].tolist() == [[], ["conv", "relu"]]
     assert f["input_formats"][0] == ["LINEAR"] and f["output_formats"][0] == ["HWC"] and f["precision"][0] == "fp32"
     assert f["output_shapes"][0] == [[1, 3, 8, 8]] and f["tactic"][0] == "t1" and pd.isna(f["tactic"][1])
+
+
+def test_each_build_logs_to_its_own_session(tmp_path):
+    # TensorRT keeps the first ILogger of the process; trtlab routes its messages to the build in progress
+    first = trtlab.Session(trtlab.zoo.mlp(), backend="tensorrt-rtx", workspace=tmp_path / "a")
+    second = trtlab.Session(trtlab.zoo.mlp(hidden=(32,)), backend="tensorrt-rtx", workspace=tmp_path / "b")
+    builder = rtx.Builder(__import__("trtlab.backends.tensorrt.logger", fromlist=["x"]).shared_logger(
+        first.backend.api))  # a builder left alive, as a notebook would
+    first.build(batch=2, compute_capability=CC, opt_level=0)
+    n_first = len(first.log.records("verbose"))
+    second.build(batch=2, compute_capability=CC, opt_level=1)
+    assert len(first.log.records("verbose")) == n_first  # nothing of the second build leaked into the first
+    msgs = [r.message for r in second.log.records("verbose") if r.source == "tensorrt"]
+    assert any("at optimization level 1" in m for m in msgs) and not any("level 0" in m for m in msgs)
+    assert not any("differs from one already registered" in m for m in msgs)
+    del builder

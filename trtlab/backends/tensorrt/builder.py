@@ -12,7 +12,7 @@ import pandas as pd
 from ...config import BuildConfig, parse_size
 from ...errors import BuildError, CancelledError, ConfigError, ParserError
 from ._import import TrtApi, host_bytes
-from .logger import build_figures, make_logger, make_progress_monitor
+from .logger import LogSink, build_figures, capture_log, make_progress_monitor, shared_logger
 
 if TYPE_CHECKING:
     import onnx
@@ -49,16 +49,16 @@ def parser_error(rows: list[dict[str, Any]], what: str) -> ParserError:
                        + "\nreplace or remove these nodes, or supply a TensorRT plugin for them", table=table)
 
 
-def parse_network(api: TrtApi, builder: Any, logger: Any, proto: "onnx.ModelProto",
+def parse_network(api: TrtApi, builder: Any, sink: LogSink, proto: "onnx.ModelProto",
                   path: str | None = None, what: str = "the model") -> tuple[Any, Any]:
     """(network, parser) for `proto`; ParserError with a table of failing nodes when parsing fails."""
     network = builder.create_network(api.network_flags())
-    parser = api.module.OnnxParser(network, logger)
+    parser = api.module.OnnxParser(network, shared_logger(api))
     ok = parser.parse(proto.SerializeToString(), path) if path else parser.parse(proto.SerializeToString())
     if not ok:
         rows = _error_rows(parser, proto)
         if not rows:
-            rows = [{"node": -1, "name": "", "op_type": "", "code": "UNKNOWN", "message": "; ".join(logger.errors())
+            rows = [{"node": -1, "name": "", "op_type": "", "code": "UNKNOWN", "message": "; ".join(sink.errors())
                      or "parse() returned False without an error", "file": "", "line": 0, "function": ""}]
         raise parser_error(rows, what)
     return network, parser
@@ -66,12 +66,13 @@ def parse_network(api: TrtApi, builder: Any, logger: Any, proto: "onnx.ModelProt
 
 def parser_report(api: TrtApi, proto: "onnx.ModelProto", path: str | None = None) -> pd.DataFrame:
     """One row per ONNX node: supported by the parser or not, with the parser's error code and reason."""
-    logger = make_logger(api, None)
-    builder = api.module.Builder(logger)
-    network = builder.create_network(api.network_flags())
-    parser = api.module.OnnxParser(network, logger)
-    data = proto.SerializeToString()
-    parser.supports_model_v2(data, path) if path else parser.supports_model_v2(data)
+    logger = shared_logger(api)
+    with capture_log(None):
+        builder = api.module.Builder(logger)
+        network = builder.create_network(api.network_flags())
+        parser = api.module.OnnxParser(network, logger)
+        data = proto.SerializeToString()
+        parser.supports_model_v2(data, path) if path else parser.supports_model_v2(data)
     subgraph = {}
     for s in range(parser.num_subgraphs):
         for n in parser.get_subgraph_nodes(s):
@@ -159,11 +160,16 @@ def build_plan(api: TrtApi, proto: "onnx.ModelProto", model: "Model", config: Bu
                reporter: "Reporter", cache_dir: Path | None = None, device_key: str = "",
                model_path: str | None = None) -> BuildOutput:
     """Parse and build `proto` for `config`: profiles, workspace, opt level, targets, timing cache, progress."""
+    with capture_log(reporter) as sink:
+        return _build_plan(api, proto, model, config, reporter, sink, cache_dir, device_key, model_path)
+
+
+def _build_plan(api: TrtApi, proto: "onnx.ModelProto", model: "Model", config: BuildConfig, reporter: "Reporter",
+                sink: LogSink, cache_dir: Path | None, device_key: str, model_path: str | None) -> BuildOutput:
     mod = api.module
-    logger = make_logger(api, reporter)
-    builder = mod.Builder(logger)
+    builder = mod.Builder(shared_logger(api))
     reporter.update(0, None, "parsing ONNX")
-    network, _parser = parse_network(api, builder, logger, proto, model_path, f"{model.name} ({config.precision})")
+    network, _parser = parse_network(api, builder, sink, proto, model_path, f"{model.name} ({config.precision})")
     io = network_io(network)
     bc = builder.create_builder_config()
     settings: dict[str, Any] = {"strongly_typed": True, "network_flags": api.network_flags()}
@@ -207,7 +213,7 @@ def build_plan(api: TrtApi, proto: "onnx.ModelProto", model: "Model", config: Bu
     if host is None:
         if monitor.cancelled:
             raise CancelledError(f"building {model.name} ({config.describe()}) was cancelled")
-        errs = logger.errors()
+        errs = sink.errors()
         raise BuildError(f"TensorRT could not build {model.name} ({config.describe()}): "
                          + ("; ".join(errs[-5:]) if errs else "no error was logged; rebuild with the verbose log")
                          + ". A larger workspace= or a lower opt_level= can help when tactics run out of memory")
@@ -218,7 +224,7 @@ def build_plan(api: TrtApi, proto: "onnx.ModelProto", model: "Model", config: Bu
         tmp.write_bytes(data)
         tmp.replace(cache_file)
         settings["timing_cache"]["saved_bytes"] = len(data)
-    text = logger.text()
+    text = sink.text()
     figures = build_figures(text)
     return BuildOutput(host_bytes(host), io, {k: [list(s) for s in v] for k, v in ranges.items()}, targets,
                        settings, figures, seconds, text)

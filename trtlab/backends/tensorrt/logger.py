@@ -1,9 +1,11 @@
 """ILogger and IProgressMonitor subclasses that feed the session log and progress bar, and honour Cancel."""
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from ...errors import CancelledError
 
@@ -12,36 +14,80 @@ if TYPE_CHECKING:
     from ._import import TrtApi
 
 
-def make_logger(api: "TrtApi", reporter: "Reporter | None" = None, source: str = "tensorrt") -> Any:
-    """An ILogger of `api` that writes every message to the reporter's log with its severity and keeps them."""
+class LogSink:
+    """Messages of one operation (a build, a parse, a deserialization), forwarded to its reporter as they come."""
 
-    class TrtLogger(api.module.ILogger):
-        """Feeds TensorRT's log (verbose included, TensorRT FAQ 13) to the session log."""
+    ORDER = ["verbose", "info", "warning", "error"]
 
-        def __init__(self) -> None:
-            api.module.ILogger.__init__(self)
-            self.records: list[tuple[str, str]] = []
-            self.reporter = reporter
-            self._lock = threading.Lock()
+    def __init__(self, reporter: "Reporter | None" = None, source: str = "tensorrt") -> None:
+        self.reporter = reporter
+        self.source = source
+        self.records: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
 
-        def log(self, severity: Any, msg: str) -> None:
-            sev = api.severity_name(severity)
-            with self._lock:
-                self.records.append((sev, msg))
-            if self.reporter is not None:
-                self.reporter.write(sev, msg, source)
+    def write(self, severity: str, msg: str) -> None:
+        """Keep one message and pass it to the reporter (the session log)."""
+        with self._lock:
+            self.records.append((severity, msg))
+        if self.reporter is not None:
+            self.reporter.write(severity, msg, self.source)
 
-        def text(self, level: str = "verbose") -> str:
-            """Every message at or above `level`, one per line."""
-            order = ["verbose", "info", "warning", "error"]
-            keep = set(order[order.index(level):])
-            return "\n".join(m for s, m in self.records if s in keep)
+    def text(self, level: str = "verbose") -> str:
+        """Every message at or above `level`, one per line."""
+        keep = set(self.ORDER[self.ORDER.index(level):])
+        return "\n".join(m for s, m in self.records if s in keep)
 
-        def errors(self) -> list[str]:
-            """Messages of severity error."""
-            return [m for s, m in self.records if s == "error"]
+    def errors(self) -> list[str]:
+        """Messages of severity error."""
+        return [m for s, m in self.records if s == "error"]
 
-    return TrtLogger()
+
+_LOGGERS: dict[str, Any] = {}
+_SINKS: list[LogSink] = []
+_SINKS_LOCK = threading.Lock()
+_FALLBACK = logging.getLogger("trtlab.tensorrt")
+
+
+def shared_logger(api: "TrtApi") -> Any:
+    """The process-wide ILogger of `api`: TensorRT keeps the first logger it is given, so trtlab passes one only.
+
+    Messages go to every sink opened with capture_log(); with none open, warnings and errors go to Python logging.
+    """
+    key = f"{api.module_name}:{id(api.module)}"
+    with _SINKS_LOCK:
+        if key in _LOGGERS:
+            return _LOGGERS[key]
+
+        class TrtLogger(api.module.ILogger):
+            """Feeds TensorRT's log (verbose included, TensorRT FAQ 13) to the session log with its severity."""
+
+            def __init__(self) -> None:
+                api.module.ILogger.__init__(self)
+
+            def log(self, severity: Any, msg: str) -> None:
+                sev = api.severity_name(severity)
+                with _SINKS_LOCK:
+                    sinks = list(_SINKS)
+                for sink in sinks:
+                    sink.write(sev, msg)
+                if not sinks and sev in ("warning", "error"):
+                    _FALLBACK.log(logging.ERROR if sev == "error" else logging.WARNING, "%s", msg)
+
+        _LOGGERS[key] = TrtLogger()
+        return _LOGGERS[key]
+
+
+@contextlib.contextmanager
+def capture_log(reporter: "Reporter | None" = None, source: str = "tensorrt") -> Iterator[LogSink]:
+    """Collect TensorRT's messages while the block runs (concurrent operations each see all of them)."""
+    sink = LogSink(reporter, source)
+    with _SINKS_LOCK:
+        _SINKS.append(sink)
+    try:
+        yield sink
+    finally:
+        with _SINKS_LOCK:
+            _SINKS.remove(sink)
 
 
 _FIGURES = {

@@ -15,7 +15,7 @@ from ..base import Engine
 from . import _import
 from .builder import numpy_dtype
 from .cuda import DeviceBuffer, DeviceInfo, EventTimer, Stream, check, current_device
-from .logger import make_logger
+from .logger import capture_log, shared_logger
 from .plan import save_plan
 
 if TYPE_CHECKING:
@@ -204,11 +204,11 @@ class TensorRTEngine(Engine):
                 if self._trt_engine is None:
                     require_device(self.api)
                     self._cudart = _import.cuda_runtime()
-                    logger = make_logger(self.api, self.reporter)
-                    self._trt_runtime = self.api.module.Runtime(logger)
-                    engine = self._trt_runtime.deserialize_cuda_engine(self.plan)
+                    with capture_log(self.reporter) as sink:
+                        self._trt_runtime = self.api.module.Runtime(shared_logger(self.api))
+                        engine = self._trt_runtime.deserialize_cuda_engine(self.plan)
                     if engine is None:
-                        errs = "; ".join(logger.errors()[-3:]) or "no error was logged"
+                        errs = "; ".join(sink.errors()[-3:]) or "no error was logged"
                         raise PlanError(f"TensorRT could not deserialize the plan of {self.name}: {errs}. Rebuild "
                                         f"the engine with this library and GPU")
                     self._trt_engine = engine
