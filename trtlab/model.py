@@ -366,6 +366,50 @@ def _check_parsed(proto: onnx.ModelProto, label: str) -> None:
                          f"(e.g. a TensorRT plan or PyTorch checkpoint); export it to ONNX again")
 
 
+def output_shapes(proto: onnx.ModelProto, feeds: "dict[str, np.ndarray]") -> dict[str, tuple[int, ...] | None]:
+    """Concrete output shapes for these feeds: symbolic dims named like input dims, else ONNX shape inference."""
+    def dims_of(vi: Any, sym: "dict[str, int]") -> tuple[int, ...] | None:
+        t = vi.type.tensor_type
+        if not t.HasField("shape"):
+            return None
+        out = []
+        for d in t.shape.dim:
+            if d.HasField("dim_value") and d.dim_value > 0:
+                out.append(int(d.dim_value))
+            elif d.dim_param in sym:
+                out.append(int(sym[d.dim_param]))
+            else:
+                return None
+        return tuple(out)
+    sym: dict[str, int] = {}
+    for inp in proto.graph.input:
+        if inp.name in feeds:
+            for d, n in zip(inp.type.tensor_type.shape.dim, feeds[inp.name].shape):
+                if d.dim_param:
+                    sym[d.dim_param] = int(n)
+    shapes = {o.name: dims_of(o, sym) for o in proto.graph.output}
+    if all(v is not None for v in shapes.values()):
+        return shapes
+    m = onnx.ModelProto()
+    m.CopyFrom(proto)
+    for inp in m.graph.input:
+        if inp.name in feeds:
+            for d, n in zip(inp.type.tensor_type.shape.dim, feeds[inp.name].shape):
+                d.Clear()
+                d.dim_value = int(n)
+    for o in m.graph.output:
+        if shapes.get(o.name) is None:
+            o.type.tensor_type.ClearField("shape")
+    try:
+        inferred = onnx.shape_inference.infer_shapes(m, data_prop=True)
+    except Exception:
+        return shapes
+    for o in inferred.graph.output:
+        if shapes.get(o.name) is None:
+            shapes[o.name] = dims_of(o, {})
+    return shapes
+
+
 def load_model(source: ModelSource, name: str | None = None) -> Model:
     """Load and check an ONNX model (path, bytes, ModelProto)."""
     return Model.load(source, name=name)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ..model import output_shapes  # noqa: F401  (re-exported for callers of this module)
 from ..errors import CancelledError, ConfigError, TrtlabError
 from .benchmark import BenchmarkResult, run_benchmark
 
@@ -39,111 +40,22 @@ BuildFn = Callable[[str, int, Mapping[str, Any]], "Engine"]
 # ---- CUDA graphs: fixed device buffers --------------------------------------------------------------
 def uses_cuda_graph(engine: "Engine") -> bool:
     """True for an ONNX Runtime CUDA engine built with cuda_options={"enable_cuda_graph": "1"}."""
-    opts = dict(engine.config.option("cuda_options", ()) or ())
-    return bool(getattr(engine, "on_cuda", False)) and str(opts.get("enable_cuda_graph", "0")).lower() in (
-        "1", "true")
-
-
-def output_shapes(proto: Any, feeds: Mapping[str, np.ndarray]) -> dict[str, tuple[int, ...] | None]:
-    """Concrete output shapes for these feeds: symbolic dims named like input dims, else ONNX shape inference."""
-    import onnx
-
-    def dims_of(vi: Any, sym: Mapping[str, int]) -> tuple[int, ...] | None:
-        t = vi.type.tensor_type
-        if not t.HasField("shape"):
-            return None
-        out = []
-        for d in t.shape.dim:
-            if d.HasField("dim_value") and d.dim_value > 0:
-                out.append(int(d.dim_value))
-            elif d.dim_param in sym:
-                out.append(int(sym[d.dim_param]))
-            else:
-                return None
-        return tuple(out)
-    sym: dict[str, int] = {}
-    for inp in proto.graph.input:
-        if inp.name in feeds:
-            for d, n in zip(inp.type.tensor_type.shape.dim, feeds[inp.name].shape):
-                if d.dim_param:
-                    sym[d.dim_param] = int(n)
-    shapes = {o.name: dims_of(o, sym) for o in proto.graph.output}
-    if all(v is not None for v in shapes.values()):
-        return shapes
-    m = onnx.ModelProto()
-    m.CopyFrom(proto)
-    for inp in m.graph.input:
-        if inp.name in feeds:
-            for d, n in zip(inp.type.tensor_type.shape.dim, feeds[inp.name].shape):
-                d.Clear()
-                d.dim_value = int(n)
-    for o in m.graph.output:
-        if shapes.get(o.name) is None:
-            o.type.tensor_type.ClearField("shape")
-    try:
-        inferred = onnx.shape_inference.infer_shapes(m, data_prop=True)
-    except Exception:
-        return shapes
-    for o in inferred.graph.output:
-        if shapes.get(o.name) is None:
-            shapes[o.name] = dims_of(o, {})
-    return shapes
+    return bool(getattr(engine, "uses_cuda_graph", False))
 
 
 def cuda_graph_runner(engine: "Engine", feeds: Mapping[str, np.ndarray], device: str = "cuda") -> Callable[[], Any]:
-    """A runner binding inputs AND outputs to fixed device buffers, as ONNX Runtime's CUDA graphs require
-    (a captured graph replays the same device addresses; ORT-allocated outputs would move). The runner's
-    `outputs` attribute holds the bound output OrtValues by name."""
-    import onnxruntime as ort
-    feeds = engine.check_feeds(feeds)
-    sess = engine.session  # type: ignore[attr-defined]
-    binding = sess.io_binding()
-    keep = []
-    outputs = {}
-    for name, arr in feeds.items():
-        v = ort.OrtValue.ortvalue_from_numpy(arr, device, 0)
-        keep.append(v)
-        binding.bind_ortvalue_input(name, v)
-    shapes = output_shapes(engine.variant.model, feeds)
-    for o in engine.outputs:
-        shape = shapes.get(o.name)
-        if shape is None:
-            raise ConfigError(f"{engine.name}: CUDA graphs need a fixed device buffer for output {o.name!r}, but "
-                              f"its shape cannot be derived from the input shapes; drop enable_cuda_graph")
-        v = ort.OrtValue.ortvalue_from_shape_and_type(list(shape), np.dtype(o.dtype).type, device, 0)
-        outputs[o.name] = v
-        binding.bind_ortvalue_output(o.name, v)
-    run_bound, sync = sess.run_with_iobinding, binding.synchronize_outputs
-
-    def run() -> None:
-        run_bound(binding)
-        sync()
-    run.inputs = keep  # type: ignore[attr-defined]  # the OrtValues must live as long as the runner
-    run.outputs = outputs  # type: ignore[attr-defined]
-    return run
-
-
-class _FixedBufferEngine:
-    """The engine with runner() replaced by cuda_graph_runner (everything else delegated)."""
-
-    def __init__(self, engine: "Engine") -> None:
-        self._engine = engine
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._engine, name)
-
-    def runner(self, feeds: Mapping[str, np.ndarray]) -> Callable[[], Any]:
-        return cuda_graph_runner(self._engine, feeds)
+    """The engine's fixed-device-buffer runner (what ONNX Runtime's CUDA graphs require)."""
+    return engine.fixed_buffer_runner(feeds, device)  # type: ignore[attr-defined]
 
 
 def timing_engine(engine: "Engine", concurrency: int = 1) -> "Engine":
-    """The engine to time: CUDA-graph ORT engines get fixed-buffer runners (and must run in one thread)."""
+    """The engine to time; a CUDA-graph ORT engine (whose runner binds fixed buffers) must run in one thread."""
     if not uses_cuda_graph(engine):
         return engine
     if concurrency > 1:
         raise ConfigError(f"{engine.name}: an ONNX Runtime session replays one captured CUDA graph, so it cannot "
                           f"run from {concurrency} threads at once; use concurrency 1 with enable_cuda_graph")
-    return _FixedBufferEngine(engine)  # type: ignore[return-value]
+    return engine
 
 
 # ---- concurrent benchmark ------------------------------------------------------------------------
