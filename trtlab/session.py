@@ -31,6 +31,7 @@ class Session:
         self.workspace = Workspace(workspace, self.model.hash, self.model.name)
         self._engines: dict[BuildConfig, Engine] = {}
         self._calibrations: dict[str, Any] = {}
+        self._variants: dict[tuple, Any] = {}
         self._marked: tuple[str, ...] = ()
         self.jobs: list[Job] = []
         self.log.write("info", f"session on {self.model.name} ({len(self.model.node_names)} nodes) with backend "
@@ -123,11 +124,16 @@ class Session:
             engine = self._load_cached(config, record, reporter)
             if engine is not None:
                 return engine
-        calibration = self._calibrations.get(config.calibration) if config.calibration else None
-        reporter.update(0, None, "preparing model variant")
-        variant = make_variant(self.model, config, calibration)
-        for note in variant.notes:
-            reporter.write("info", note, "precision")
+        # the variant depends only on what changes the model, so sweeps over batch or backend options reuse it
+        vkey = (config.precision, config.fp32_layers, config.outputs, config.calibration)
+        variant = self._variants.get(vkey)
+        if variant is None:
+            calibration = self._calibrations.get(config.calibration) if config.calibration else None
+            reporter.update(0, None, "preparing model variant")
+            variant = make_variant(self.model, config, calibration)
+            self._variants[vkey] = variant
+            for note in variant.notes:
+                reporter.write("info", note, "precision")
         engine = self.backend.build(self.model, variant, config, reporter)
         engine.input_shapes = self._input_shapes(config)
         engine.metadata.update({"cache": "built", "total_build_seconds": time.perf_counter() - t0,
@@ -394,7 +400,11 @@ class Session:
     def _spec_name(self, spec: EngineSpec) -> str:
         if isinstance(spec, Engine):
             return spec.config.describe()
-        return spec if isinstance(spec, str) else ", ".join(f"{k}={v}" for k, v in dict(spec).items())
+        if isinstance(spec, str):
+            return spec
+        spec = dict(spec)
+        pins = len(spec.get("fp32_layers") or ())
+        return str(spec.get("precision", "fp32")) + (f" ({pins} fp32 pins)" if pins else "")
 
     def fp16_range_report(self, data: Any = None, batch: int | None = None, outputs: Iterable[str] | str = "all",
                           max_segment_bytes: int | str = "256MiB", seed: int = 0, background: bool = False):
