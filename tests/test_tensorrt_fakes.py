@@ -224,10 +224,14 @@ class FakeEngine:
         assert name == "input" and profile_index == 0
         return [(1, 4), (2, 4), (8, 4)]
 
-    def create_execution_context(self):
+    def create_execution_context(self, runtime_config=None):
         ctx = FakeContext(self)
+        ctx.runtime_config = runtime_config
         self.contexts.append(ctx)
         return ctx
+
+    def create_runtime_config(self):
+        return FakeRuntimeConfig()
 
     def create_engine_inspector(self):
         return FakeInspector(self)
@@ -280,6 +284,37 @@ class FakeContext:
             cap.append(self._compute)  # recorded into the graph, run at launch
         else:
             self._compute()
+        return True
+
+
+class FakeRuntimeCache:
+    """IRuntimeCache: deserialize(blob) -> bool (False on mismatch), serialize() -> IHostMemory (a buffer)."""
+
+    def __init__(self):
+        self.kernels = []
+        self.loaded = None
+
+    def deserialize(self, blob):
+        data = bytes(blob)
+        if not data.startswith(b"RTXCACHE:"):
+            return False
+        self.loaded = data
+        self.kernels = data[len(b"RTXCACHE:"):].decode().split(",")
+        return True
+
+    def serialize(self):
+        return memoryview(("RTXCACHE:" + ",".join(self.kernels or ["fc0", "fc1"])).encode())
+
+
+class FakeRuntimeConfig:
+    def __init__(self):
+        self.cache = None
+
+    def create_runtime_cache(self):
+        return FakeRuntimeCache()
+
+    def set_runtime_cache(self, cache):
+        self.cache = cache
         return True
 
 

@@ -93,6 +93,25 @@ def test_set_mode_switches_between_execute_and_enqueue(cudart):
         make_engine(cudart, mode="async")
 
 
+def test_rtx_runtime_cache_round_trip(cudart, tmp_path):
+    eng = make_engine(cudart, family="tensorrt-rtx")
+    eng.runtime_cache_dir = tmp_path
+    eng.run({"input": np.ones((2, 4), np.float32)})
+    cache = eng._engine().contexts[0].runtime_config.cache
+    assert cache.loaded is None  # nothing stored yet
+    eng.close()
+    path = tmp_path / "tensorrt_rtx-10.9.0.34-NVIDIA_GeForce_RTX_4090-sm89.runtime-cache"
+    assert path.read_bytes() == b"RTXCACHE:fc0,fc1"
+    again = make_engine(cudart, family="tensorrt-rtx")
+    again.runtime_cache_dir = tmp_path
+    again.run({"input": np.ones((2, 4), np.float32)})
+    assert again._engine().contexts[0].runtime_config.cache.loaded == b"RTXCACHE:fc0,fc1"
+    plain = make_engine(cudart)  # full TensorRT: no runtime cache
+    plain.runtime_cache_dir = tmp_path
+    plain.run({"input": np.ones((2, 4), np.float32)})
+    assert plain._engine().contexts[0].runtime_config is None and plain.save_runtime_cache() is None
+
+
 def test_shape_outside_profile(cudart):
     eng = make_engine(cudart)
     with pytest.raises(InputError, match=r"shape \[9, 4\], outside the engine's optimization profile "

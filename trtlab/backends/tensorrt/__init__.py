@@ -30,9 +30,9 @@ class _TensorRTFamily(Backend):
 
     def __init__(self, cache_dir: str | Path | None = None) -> None:
         self.api: TrtApi = load_api(self.family)
-        # timing caches live here, keyed by library version and device; Session points it into the workspace
+        # timing caches (build) and RTX runtime caches (run) live here, keyed by library version and device
         from ...workspace import DEFAULT_ROOT
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else DEFAULT_ROOT / "timing-cache"
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else DEFAULT_ROOT / "tensorrt-cache"
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
@@ -79,7 +79,9 @@ class _TensorRTFamily(Backend):
         reporter.write("info", f"built {model.name} ({config.describe()}) in {out.build_seconds:.2f} s: plan "
                                f"{len(out.plan)} bytes; " + ", ".join(f"{k}={v}" for k, v in out.figures.items()),
                        "tensorrt")
-        return TensorRTEngine(self.api, out.plan, meta, config, model, variant, reporter, out.log)
+        engine = TensorRTEngine(self.api, out.plan, meta, config, model, variant, reporter, out.log)
+        engine.runtime_cache_dir = self.cache_dir
+        return engine
 
     def load(self, model: "Model", variant: "Variant", config: BuildConfig, record_dir: Path,
              metadata: dict[str, Any], reporter: "Reporter") -> TensorRTEngine:
@@ -92,7 +94,9 @@ class _TensorRTFamily(Backend):
                             f"rebuild") from None
         check_integrity(plan, metadata, str(path))
         check_compatible(metadata, self.api, running_device(), str(path))
-        return TensorRTEngine(self.api, plan, metadata, config, model, variant, reporter)
+        engine = TensorRTEngine(self.api, plan, metadata, config, model, variant, reporter)
+        engine.runtime_cache_dir = self.cache_dir
+        return engine
 
 
 class TensorRTBackend(_TensorRTFamily):

@@ -83,6 +83,22 @@ class TrtApi:
             warnings.simplefilter("ignore", DeprecationWarning)
             return host_bytes(cache.serialize())
 
+    def create_context(self, engine: Any, cache_blob: bytes | None = None) -> tuple[Any, Any]:
+        """(execution context, runtime cache or None). RTX contexts get a runtime cache of JIT-compiled kernels,
+        loaded from `cache_blob` when it matches this GPU and driver (TensorRT-RTX rejects it otherwise)."""
+        if not self.is_rtx or not hasattr(engine, "create_runtime_config"):
+            return engine.create_execution_context(), None
+        runtime_config = engine.create_runtime_config()
+        cache = runtime_config.create_runtime_cache()
+        if cache_blob:
+            cache.deserialize(cache_blob)  # False on mismatch: the cache then starts empty
+        runtime_config.set_runtime_cache(cache)
+        return engine.create_execution_context(runtime_config), (cache, runtime_config)
+
+    def serialize_runtime_cache(self, handle: Any) -> bytes:
+        """Bytes of a runtime cache made by create_context (b'' for none)."""
+        return host_bytes(handle[0].serialize()) if handle else b""
+
     def severity_name(self, severity: Any) -> str:
         """trtlab severity (verbose/info/warning/error) of an ILogger.Severity."""
         name = getattr(severity, "name", str(severity)).rsplit(".", 1)[-1].upper()

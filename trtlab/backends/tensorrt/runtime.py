@@ -54,9 +54,9 @@ def require_device(api: "TrtApi") -> DeviceInfo:
 class _Context:
     """One thread's execution context, stream, device buffers and captured CUDA graph."""
 
-    def __init__(self, engine: Any, cudart: Any) -> None:
+    def __init__(self, api: "TrtApi", engine: Any, cudart: Any, cache_blob: bytes | None = None) -> None:
         self.cudart = cudart
-        self.ctx = engine.create_execution_context()
+        self.ctx, self.runtime_cache = api.create_context(engine, cache_blob)
         if self.ctx is None:
             raise BackendUnavailableError("TensorRT could not create an execution context (out of GPU memory?)")
         self.stream = Stream(cudart)
@@ -92,6 +92,7 @@ class _Context:
             self.timer.destroy()
         self.stream.destroy()
         self.ctx = None
+        self.runtime_cache = None
 
 
 class TensorRTEngine(Engine):
@@ -127,6 +128,9 @@ class TensorRTEngine(Engine):
         self._local = threading.local()
         self._contexts: list[_Context] = []
         self._init_lock = threading.Lock()
+        # TensorRT-RTX: JIT kernel cache kept between runs, keyed by library version and GPU (set by the backend)
+        self.runtime_cache_dir: Path | None = None
+        self.runtime_cache_path: Path | None = None
 
     def set_mode(self, mode: str | None = None, cuda_graph: bool | None = None) -> None:
         """Choose 'execute' (synchronous) or 'enqueue' (user stream, FAQ 8) and CUDA graph capture (enqueue only)."""
@@ -202,8 +206,13 @@ class TensorRTEngine(Engine):
         if self._trt_engine is None:
             with self._init_lock:
                 if self._trt_engine is None:
-                    require_device(self.api)
+                    dev = require_device(self.api)
                     self._cudart = _import.cuda_runtime()
+                    if self.runtime_cache_dir is not None and self.api.is_rtx:
+                        safe = "".join(ch if ch.isalnum() else "_" for ch in dev.name)
+                        self.runtime_cache_path = Path(self.runtime_cache_dir) / (
+                            f"{self.api.module_name}-{self.api.version}-{safe}-sm"
+                            f"{dev.compute_capability.replace('.', '')}.runtime-cache")
                     with capture_log(self.reporter) as sink:
                         self._trt_runtime = self.api.module.Runtime(shared_logger(self.api))
                         engine = self._trt_runtime.deserialize_cuda_engine(self.plan)
@@ -218,7 +227,11 @@ class TensorRTEngine(Engine):
         ctx = getattr(self._local, "ctx", None)
         if ctx is None:
             # TensorRT FAQ 2: contexts are not shared between threads; each thread gets its own
-            ctx = _Context(self._engine(), self._cudart)
+            engine = self._engine()
+            blob = None
+            if self.runtime_cache_path is not None and self.runtime_cache_path.exists():
+                blob = self.runtime_cache_path.read_bytes()
+            ctx = _Context(self.api, engine, self._cudart, blob)
             self._local.ctx = ctx
             with self._init_lock:
                 self._contexts.append(ctx)
@@ -382,8 +395,22 @@ class TensorRTEngine(Engine):
         text = inspector.get_engine_information(self.api.module.LayerInformationFormat.JSON)
         return parse_layer_info(json.loads(text), f"{self.name} engine inspector")
 
+    def save_runtime_cache(self) -> Path | None:
+        """Write the TensorRT-RTX runtime cache of the first context (JIT-compiled kernels) for the next run."""
+        handle = next((c.runtime_cache for c in self._contexts if c.runtime_cache), None)
+        if handle is None or self.runtime_cache_path is None:
+            return None
+        data = self.api.serialize_runtime_cache(handle)
+        self.runtime_cache_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.runtime_cache_path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(self.runtime_cache_path)
+        return self.runtime_cache_path
+
     def close(self) -> None:
-        """Free every context's buffers, streams and graphs now, then the engine."""
+        """Save the runtime cache, free every context's buffers, streams and graphs now, then the engine."""
+        if self._contexts and not self._closed:
+            self.save_runtime_cache()
         with self._init_lock:
             for c in self._contexts:
                 c.close()
