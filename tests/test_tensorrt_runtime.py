@@ -2,14 +2,16 @@
 (the real runtime cannot run here: full TensorRT is not installable and TensorRT-RTX does not run on Hopper)."""
 from __future__ import annotations
 
+import importlib.util
 import threading
 
 import numpy as np
 import pytest
 
+import trtlab
 from trtlab.analysis.benchmark import run_benchmark
 from trtlab.analysis.layers import COLUMNS
-from trtlab.backends.tensorrt import _import
+from trtlab.backends.tensorrt import TensorRTBackend, _import
 from trtlab.backends.tensorrt._import import TrtApi
 from trtlab.backends.tensorrt.plan import check_compatible
 from trtlab.backends.tensorrt.runtime import TensorRTEngine, running_device
@@ -40,6 +42,14 @@ def make_engine(cudart, family="tensorrt", plan=b"fake-plan", **options):
 def reference(eng, x):
     e = eng._engine()
     return np.maximum(x @ e.w0, 0) @ e.w1
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="full TensorRT is installed here")
+def test_missing_tensorrt_says_how_to_install(tmp_path):
+    ok, why = TensorRTBackend.available()
+    assert not ok and "pip install tensorrt" in why
+    with pytest.raises(BackendUnavailableError, match=r"backend 'tensorrt' is not available here.*pip install"):
+        trtlab.Session(trtlab.zoo.mlp(), backend="tensorrt", workspace=tmp_path)
 
 
 def test_execute_mode_runs_synchronously(cudart):

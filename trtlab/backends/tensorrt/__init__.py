@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from ...config import PRECISIONS, BuildConfig
 from ...errors import PlanError
 from ..base import Backend
-from ._import import TrtApi, find_api, load_api, normalise_cc
+from ._import import INSTALL, TrtApi, find_api, load_api, normalise_cc
 from .builder import build_plan, parser_report
 from .inspector import layer_lines
 from .plan import check_compatible, check_integrity, load_engine, plan_metadata
@@ -39,7 +39,7 @@ class _TensorRTFamily(Backend):
         """(True, 'module version') when the module imports (building needs no GPU for RTX), else why not."""
         api, detail = find_api(cls.family)
         if api is None:
-            return False, f"{cls.family} is not installed: {detail}"
+            return False, f"{cls.family} is not installed ({detail}); install it with: {INSTALL[cls.family]}"
         return True, f"{api.module_name} {api.version}"
 
     def versions(self) -> dict[str, str]:

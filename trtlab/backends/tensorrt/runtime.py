@@ -103,7 +103,8 @@ class TensorRTEngine(Engine):
     def __init__(self, api: "TrtApi", plan: bytes, metadata: dict[str, Any], config: BuildConfig | None = None,
                  model: "Model | None" = None, variant: "Variant | None" = None, reporter: "Reporter | None" = None,
                  log: str = "") -> None:
-        config = config or BuildConfig.from_dict(metadata["config"]) if metadata.get("config") else config
+        if config is None and metadata.get("config"):
+            config = BuildConfig.from_dict(metadata["config"])
         super().__init__(config or BuildConfig(backend=api.family), model, variant, metadata)  # type: ignore[arg-type]
         self.api = api
         self.plan = plan
