@@ -21,6 +21,9 @@ COLUMNS = ["index", "tensor", "shape", "ref_dtype", "cand_dtype", "max_abs_err",
            "ref_nan", "ref_inf", "cand_nan", "cand_inf", "ref_max_abs", "overflow", "underflow", "subnormal"]
 
 
+CHUNK = 1 << 20  # elements per statistics step: bounds temporaries to a few MiB whatever the tensor size
+
+
 def range_counts(a: np.ndarray, precision: str = "fp16") -> tuple[int, int, int]:
     """(overflow |x| > max, underflow-to-zero 0 < |x| < min subnormal, subnormal min_sub <= |x| < min_normal)."""
     r = RANGES[precision]
@@ -59,13 +62,17 @@ class TensorStats:
     subnormal: int = 0
 
     def update(self, ref: np.ndarray, cand: np.ndarray) -> None:
-        """Fold one batch of both tensors into the sums."""
+        """Fold one batch of both tensors into the sums (in chunks, so temporaries stay small)."""
         self.shape = tuple(ref.shape)
         self.ref_dtype, self.cand_dtype = str(ref.dtype), str(cand.dtype)
-        r = np.asarray(ref, dtype=np.float32).ravel()
-        c = np.asarray(cand, dtype=np.float32).ravel()
-        if r.shape != c.shape:
+        if ref.shape != cand.shape:
             raise ValueError(f"tensor {self.name!r}: reference shape {ref.shape} != candidate shape {cand.shape}")
+        r_all, c_all = ref.reshape(-1), cand.reshape(-1)
+        for start in range(0, r_all.size, CHUNK):
+            self._update(np.asarray(r_all[start:start + CHUNK], np.float32),
+                         np.asarray(c_all[start:start + CHUNK], np.float32))
+
+    def _update(self, r: np.ndarray, c: np.ndarray) -> None:
         self.n += r.size
         ra = np.abs(r)
         finite = np.isfinite(r)
@@ -82,11 +89,12 @@ class TensorStats:
         d = np.abs(r - c)
         if d.size:
             self.max_abs = max(self.max_abs, float(np.nanmax(d)) if not np.all(np.isnan(d)) else math.nan)
-        self.sum_abs += float(np.sum(d, dtype=np.float64))
-        self.sum_err2 += float(np.dot(d.astype(np.float64), d))
-        self.sum_ref2 += float(np.dot(r.astype(np.float64), r))
-        self.sum_cand2 += float(np.dot(c.astype(np.float64), c))
-        self.dot += float(np.dot(r.astype(np.float64), c))
+        f64 = np.float64
+        self.sum_abs += float(np.sum(d, dtype=f64))
+        self.sum_err2 += float(np.sum(np.square(d, dtype=f64)))
+        self.sum_ref2 += float(np.sum(np.square(r, dtype=f64)))
+        self.sum_cand2 += float(np.sum(np.square(c, dtype=f64)))
+        self.dot += float(np.sum(np.multiply(r, c, dtype=f64)))
         nz = ra > 0
         with np.errstate(divide="ignore", invalid="ignore"):
             rel = np.where(nz, d / np.where(nz, ra, 1.0), np.where(d > 0, np.inf, 0.0))
@@ -94,7 +102,7 @@ class TensorStats:
         rel_nz = rel[nz]
         self.n_rel += rel_nz.size
         if rel_nz.size:
-            self.sum_rel += float(np.sum(rel_nz, dtype=np.float64))
+            self.sum_rel += float(np.sum(rel_nz, dtype=f64))
             self.max_rel = max(self.max_rel, float(np.max(rel_nz)))
         if np.any(~nz & (d > 0)):
             self.max_rel = math.inf

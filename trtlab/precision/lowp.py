@@ -332,13 +332,17 @@ _TYPE_STR = {"fp16": "tensor(float16)", "bf16": "tensor(bfloat16)"}
 
 
 def _schema_allows(node: onnx.NodeProto, opset: int, type_str: str) -> bool:
-    """Whether the op's schema at `opset` accepts `type_str` for the type variable of its float inputs."""
+    """Whether the op's schema at `opset` accepts `type_str` for the float inputs/outputs this node uses."""
     try:
         schema = onnx.defs.get_schema(node.op_type, opset, node.domain or "")
     except Exception:
         return False
     allowed = {c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints}
-    params = [p.type_str for p in schema.inputs] + [p.type_str for p in schema.outputs]
+    params = []
+    for names, formal in ((node.input, schema.inputs), (node.output, schema.outputs)):
+        for i, name in enumerate(names):
+            if name and formal:
+                params.append(formal[min(i, len(formal) - 1)].type_str)
     if "tensor(float)" in params:  # a fixed float32 input or output (e.g. DequantizeLinear-13's y)
         return False
     variables = [p for p in params if p in allowed and "tensor(float)" in allowed[p]]
