@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -151,6 +152,34 @@ def test_quickstart_notebook_renders_dashboard_and_charts(lab, browser):
     page.wait_for_timeout(500)  # let plotly finish its transition before the picture
     page.screenshot(path=str(SCREENSHOTS / "quickstart.png"))
     assert (SCREENSHOTS / "quickstart.png").stat().st_size > 20_000
+
+    # the dashboard answers clicks: the Build tab builds a new engine through the kernel
+    page.locator(".trtlab-panel .lm-TabBar-tabLabel", has_text="Build").first.click()
+    build_tab = page.locator(".trtlab-build-tab")
+    build_tab.locator(".widget-text", has=page.locator("label", has_text="batch")).locator("input").fill("2")
+    build_tab.locator("button", has_text=re.compile(r"^\s*Build\s*$")).click()
+    page.wait_for_function("""() => [...document.querySelectorAll('.trtlab-build-tab .trtlab-ok')]
+                                    .some(e => e.innerText.includes('batch=2'))""", timeout=120_000)
+    assert "cache miss" in build_tab.locator(".trtlab-ok").inner_text()
+    panel.evaluate("e => e.scrollIntoView({block: 'start'})")
+    page.screenshot(path=str(SCREENSHOTS / "quickstart-build.png"))
+
+    # the Monitor tab's chart keeps receiving samples from the kernel
+    page.locator(".trtlab-panel .lm-TabBar-tabLabel", has_text="Monitor").first.click()
+    count = """() => { const e = document.querySelector('.trtlab-monitor-tab .js-plotly-plot');
+                       return e && e.data && e.data.length ? (e.data[0].x || []).length : 0; }"""
+    page.wait_for_function(f"() => ({count})() >= 2", timeout=60_000)
+    first = page.evaluate(count)
+    page.wait_for_function(f"() => ({count})() > {first}", timeout=60_000)
+
+    # the Precision tab shows the notebook's fp16 comparison
+    page.locator(".trtlab-panel .lm-TabBar-tabLabel", has_text="Precision").first.click()
+    page.wait_for_function("""() => [...document.querySelectorAll('.trtlab-precision-tab .js-plotly-plot')]
+                                    .filter(e => e.data && e.data.length > 0).length >= 3""", timeout=60_000)
+    assert "tensors compared" in page.locator(".trtlab-precision-tab").inner_text()
+    panel.evaluate("e => e.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(SCREENSHOTS / "quickstart-precision.png"))
     widget_errors = [e for e in console_errors if "widget" in e.lower() or "plotly" in e.lower()]
     assert not widget_errors, widget_errors
     page.close()

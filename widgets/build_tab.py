@@ -186,7 +186,7 @@ class BuildTab:
         self.backend_note = W.HTML("<details><summary>not available here</summary><ul>" + "".join(missing)
                                    + "</ul></details>" if missing else "")
         self.precision = W.ToggleButtons(options=list(PRECISIONS), value="fp32", description="precision",
-                                         style={"button_width": "72px"})
+                                         style={"button_width": "100px"})
         self.precision.add_class("trtlab-precision")
         self.pins = LayerPicker(session.model.node_names)
         self.batch = W.Text(value="1", description="batch", placeholder="8 or min,opt,max",

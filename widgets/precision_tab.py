@@ -104,7 +104,7 @@ class PrecisionTab:
         self.available = ok
         self.reference = W.Dropdown(options=list(PRECISIONS), value="fp32", description="reference")
         self.candidate = W.ToggleButtons(options=[p for p in PRECISIONS if p != "fp32"], value="fp16",
-                                         description="candidate", style={"button_width": "72px"})
+                                         description="candidate", style={"button_width": "100px"})
         self.batches = W.IntText(value=1, description="batches", tooltip="random input batches to compare over",
                                  layout=W.Layout(width="180px"))
         self.compare_button = W.Button(description="Compare", button_style="primary", disabled=not ok,
