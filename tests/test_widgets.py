@@ -274,3 +274,26 @@ def test_precision_tab_runs_a_real_comparison_with_the_build_pins(panel, session
     assert "trtlab-ok" in panel.build.result.value, panel.build.result.value
     assert panel.build.engine.config.precision == "fp16"
     assert set(panel.build.engine.config.fp32_layers) == {"conv1", "relu1"}
+
+
+def test_benchmark_button_attaches_the_live_monitor_samples(session):
+    panel = session.panel(monitor=True, monitor_interval=0.05)
+    try:
+        build(panel)
+        box = panel.build.bench
+        box.iterations.value = 5000
+        box.button.click()
+        job = box.job
+        wait_for(lambda: job.done and "qps" in box.status.value, "the benchmark")
+        res = box.result
+        assert res.iterations == 5000 and res.engine == panel.build.engine.name
+        np.testing.assert_array_equal(box.figure.data[0].x, res.latencies_ms)
+        # the samples the monitor took while the timed loop ran, counted independently
+        t0, t1 = res.starts_s[0], res.starts_s[-1] + res.latencies_ms[-1] / 1e3
+        overlapped = [s for s in panel.monitor.monitor.samples if t0 <= s["perf_counter"] <= t1]
+        assert res.utilization["samples"] == len(overlapped) >= 1
+        assert "monitor samples" in box.status.value
+        stored = session.workspace.results("benchmark")[-1]
+        assert stored["utilization"]["samples"] == len(overlapped)
+    finally:
+        panel.close()

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+from .benchmark_box import BenchmarkBox
 from .build_tab import BuildTab, LayerPicker
 from .layers_tab import LayerComparison, LayersTab, LayerTimings
 from .log_tab import LogView
@@ -13,5 +14,5 @@ from .outputs_tab import OutputsTab
 from .panel import Panel
 from .precision_tab import PrecisionCharts, PrecisionTab
 
-__all__ = ["BuildTab", "LayerComparison", "LayerPicker", "LayerTimings", "LayersTab", "LogView", "MonitorChart",
+__all__ = ["BenchmarkBox", "BuildTab", "LayerComparison", "LayerPicker", "LayerTimings", "LayersTab", "LogView", "MonitorChart",
            "MonitorTab", "OutputsTab", "Panel", "PrecisionCharts", "PrecisionTab"]

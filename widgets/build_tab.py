@@ -167,8 +167,9 @@ class BuildTab:
     """Build an engine through Session.build(background=True); progress, cancel, result or error box."""
 
     def __init__(self, session: "Session", outputs: Callable[[], list[str] | None] | None = None,
-                 on_engine: Callable[["Engine"], None] | None = None) -> None:
+                 on_engine: Callable[["Engine"], None] | None = None, monitor: Callable[[], Any] | None = None) -> None:
         from ..backends import available_backends
+        from .benchmark_box import BenchmarkBox
         self.session = session
         self._outputs = outputs
         self._on_engine = on_engine
@@ -203,6 +204,7 @@ class BuildTab:
         self.progress = W.FloatProgress(value=0, min=0, max=1, description="", layout=W.Layout(width="360px"))
         self.status = W.HTML("")
         self.result = W.HTML("")
+        self.bench = BenchmarkBox(session, engine=lambda: self.engine, monitor=monitor)
         self.build_button.on_click(self._on_build)
         self.cancel_button.on_click(self._on_cancel)
         self.backend.observe(self._on_backend, "value")
@@ -214,7 +216,7 @@ class BuildTab:
         self.widget = W.VBox([
             W.HBox([self.backend, self.backend_note]), self.precision, section("Layers to keep in FP32"),
             self.pins.widget, self.batch, more, W.HBox([self.build_button, self.cancel_button, self.progress]),
-            self.status, self.result])
+            self.status, self.result, section("Benchmark the engine"), self.bench.widget])
         self.widget.add_class("trtlab-build-tab")
 
     # ---- controls ---------------------------------------------------------------------------------

@@ -26,7 +26,8 @@ class Panel:
     def __init__(self, session: "Session", monitor: bool = True, monitor_interval: float = 0.25) -> None:
         self.session = session
         self.outputs = OutputsTab(session)
-        self.build = BuildTab(session, outputs=lambda: self.outputs.selected, on_engine=self._on_engine)
+        self.build = BuildTab(session, outputs=lambda: self.outputs.selected, on_engine=self._on_engine,
+                              monitor=lambda: self.monitor.monitor)
         self.layers = LayersTab(session, engines=lambda: list(self.build.engines))
         self.precision = PrecisionTab(session, build_tab=self.build)
         self.monitor = MonitorTab(session, interval=monitor_interval, autostart=monitor)
