@@ -52,7 +52,7 @@ def filled(tmp_path_factory):
     sweep = pd.DataFrame({"precision": ["fp32"] * 3, "batch": [1, 2, 4], "status": ["ok"] * 3,
                           "throughput_ips": [10.0, 18.0, 19.0], "latency_p99_ms": [1.0, 1.2, 2.5]})
     s.workspace.save_result("sweep", {"points": 3}, sweep)
-    s.compare("fp32", "fp16")
+    s.comparison = s.compare("fp32", "fp16")  # kept for the display test
     s.fp16_range_report()
     path = s.report(tmp_path_factory.mktemp("out") / "sub" / "report.html")
     return s, path, bench, p1, p2
@@ -98,3 +98,19 @@ def test_report_of_an_empty_workspace_says_so(tmp_path):
     text = s.report(tmp_path / "empty.html").read_text(encoding="utf-8")
     assert "no benchmarks in this workspace yet" in text and "no layer profiles yet" in text
     assert plotly_payloads(text) == []
+
+
+def test_results_have_notebook_and_terminal_displays(filled):
+    s, _path, bench, p1, _p2 = filled
+    eng = s.build("fp32", batch=2)
+    cmp = s.comparison
+    for obj, must in ((s, s.model.name), (eng, eng.name), (bench, f"{bench.throughput:.1f} qps"),
+                      (p1, f"{p1.total_ms:.3f} ms"), (cmp, "fp16 vs fp32")):
+        assert must in obj._repr_html_(), type(obj).__name__
+        assert not repr(obj).startswith("<trtlab.") and len(repr(obj)) < 2000, type(obj).__name__
+    panel = s.panel(monitor=False)
+    try:
+        assert repr(panel).startswith("<trtlab Panel for convnet")
+        assert "application/vnd.jupyter.widget-view+json" in panel._repr_mimebundle_()
+    finally:
+        panel.close()

@@ -606,10 +606,11 @@ class Session:
         from .widgets import Panel
         return Panel(self, monitor=monitor, monitor_interval=monitor_interval)
 
-    def monitor(self, interval: float = 0.1, device: int = 0, source: str = "auto") -> Any:
+    def monitor(self, interval: float = 0.1, device: int = 0, source: str = "auto",
+                max_samples: int | None = None) -> Any:
         """A utilization Monitor (NVML, else psutil) to use as `with s.monitor(0.1) as m:`; kept for report()."""
         from .monitor import Monitor
-        mon = Monitor(interval=interval, device=device, source=source)
+        mon = Monitor(interval=interval, device=device, source=source, max_samples=max_samples)
         self.__dict__.setdefault("_ui_monitors", []).append(mon)
         return mon
 

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from ..monitor import Monitor
     from ..session import Session
 
+HISTORY_S = 3600.0
 INTERVALS = [("50 ms", 0.05), ("100 ms", 0.1), ("250 ms", 0.25), ("500 ms", 0.5), ("1 s", 1.0)]
 
 
@@ -129,10 +130,10 @@ class MonitorTab:
         try:
             make = getattr(self.session, "monitor", None)
             if callable(make):
-                mon = make(interval=self.interval.value)
+                mon = make(interval=self.interval.value, max_samples=self.max_samples())
             else:
                 from ..monitor import Monitor
-                mon = Monitor(interval=self.interval.value)
+                mon = Monitor(interval=self.interval.value, max_samples=self.max_samples())
             mon.start()
         except Exception as exc:
             self.note.value = error_html(exc, "Monitor could not start")
@@ -145,6 +146,10 @@ class MonitorTab:
                            f"{mon.interval:g} s" + (f"<br><i>{html.escape(mon.note)}</i>" if mon.note else ""))
         if not self.running.value:
             self.running.value = True
+
+    def max_samples(self) -> int:
+        """Samples kept by the tab's monitor: the last hour (a panel may stay open all day)."""
+        return max(1, int(HISTORY_S / self.interval.value))
 
     def stop(self) -> None:
         """Stop sampling (the chart keeps its last samples)."""
