@@ -10,5 +10,13 @@ from .model import Model, load_model
 from .session import Session
 
 from . import zoo  # noqa: E402  (generated demo models; no download)
+from .trtexec import load_trtexec  # noqa: E402
 
-__all__ = ["BuildConfig", "Model", "Session", "TrtlabError", "environment", "load_model", "zoo", "__version__"]
+
+def load_engine(path: str, **kwargs):
+    """Load a saved TensorRT plan, refusing one from another TensorRT version or GPU (see its metadata JSON)."""
+    from .backends.tensorrt.plan import load_engine as _load  # TensorRT is imported only when asked for
+    return _load(path, **kwargs)
+
+__all__ = ["BuildConfig", "Model", "Session", "TrtlabError", "environment", "load_engine", "load_model", "load_trtexec",
+           "zoo", "__version__"]

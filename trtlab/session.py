@@ -29,6 +29,8 @@ class Session:
         self.events = EventBus()
         self.log = SessionLog(self.events)
         self.workspace = Workspace(workspace, self.model.hash, self.model.name)
+        if hasattr(self.backend, "cache_dir"):  # TensorRT timing/runtime caches live with the workspace
+            self.backend.cache_dir = self.workspace.root / "tensorrt-cache"
         self._engines: dict[BuildConfig, Engine] = {}
         self._calibrations: dict[str, Any] = {}
         self._variants: dict[tuple, Any] = {}
@@ -159,7 +161,12 @@ class Session:
             return None
         variant = Variant(model=proto, precision=config.precision, marked_outputs=meta.get("marked_outputs", []),
                           notes=meta.get("notes", []))
-        engine = self.backend.load(self.model, variant, config, record, meta, reporter)
+        from .errors import PlanError
+        try:
+            engine = self.backend.load(self.model, variant, config, record, meta, reporter)
+        except PlanError as exc:  # e.g. a library upgrade: rebuild and overwrite instead of failing
+            reporter.write("warning", f"cached engine {record.name} cannot be used ({exc}); building again", "build")
+            return None
         engine.input_shapes = self._input_shapes(config)
         engine.metadata["cache"] = "disk"
         reporter.write("info", f"cache hit (disk, {record.name}): {config.describe()}", "build")
@@ -200,17 +207,30 @@ class Session:
     # ---- benchmark and profile -----------------------------------------------------------
     def benchmark(self, engine: EngineSpec = None, iterations: int | None = None, duration: float | None = None,
                   warmup: int = 10, data: Mapping[str, np.ndarray] | None = None, seed: int = 0,
-                  monitor: Any = False, background: bool = False):
-        """Time an engine (trtexec-style summary); the result is written to the workspace at once."""
+                  monitor: Any = False, mode: str | None = None, cuda_graph: bool | None = None,
+                  background: bool = False):
+        """Time an engine (trtexec-style summary); the result is written to the workspace at once.
+
+        mode="execute"|"enqueue" and cuda_graph=True choose how a TensorRT engine is launched (TensorRT FAQ 8)."""
         from .analysis.benchmark import run_benchmark
 
         def work(rep: Reporter):
             eng = self.engine(engine)
+            if (mode is not None or cuda_graph is not None) and not hasattr(eng, "set_mode"):
+                raise ConfigError(f"mode=/cuda_graph= apply to TensorRT engines; {eng.name} runs on "
+                                  f"{eng.backend_name} (for ONNX Runtime CUDA graphs build with "
+                                  f"cuda_options={{'enable_cuda_graph': '1'}})")
+            saved = (eng.mode, eng.cuda_graph) if hasattr(eng, "set_mode") else None
             mon = self._monitor_for(monitor)
             try:
+                if saved is not None:
+                    eng.set_mode(mode, cuda_graph)
                 result = run_benchmark(eng, data, iterations=iterations, duration=duration, warmup=warmup,
                                        seed=seed, reporter=rep, monitor=mon)
+                result.mode = getattr(eng, "run_mode", result.mode)
             finally:
+                if saved is not None:
+                    eng.set_mode(*saved)
                 if mon is not None and monitor is True:
                     mon.stop()
             self.workspace.save_result("benchmark", result.to_dict(), result.to_frame())
@@ -327,6 +347,9 @@ class Session:
         runners, notes = [], []
         for config, variant in variants:
             notes += variant.notes
+            # no memory arena: an arena keeps each segment's peak allocated after its run, which would
+            # add up to every tensor of the model again (backend option cpu_mem_arena)
+            config = config.replace(options={"cpu_mem_arena": False})
             runners.append(SegmentedRunner(split(variant.model, groups), lambda m, c=config, v=variant: self.backend.build(
                 self.model, Variant(model=m, precision=v.precision, fp32_layers=v.fp32_layers), c, quiet)))
             rep.update(0, None, f"built {len(groups)} segment(s) of {config.describe()}")
