@@ -297,3 +297,24 @@ def test_benchmark_button_attaches_the_live_monitor_samples(session):
         assert stored["utilization"]["samples"] == len(overlapped)
     finally:
         panel.close()
+
+
+def test_backend_selector_switches_backend_and_its_options(panel, session):
+    if "tensorrt-rtx" not in panel.build.backend.options:
+        pytest.skip("TensorRT-RTX is not installed here: " + available_backends()["tensorrt-rtx"]["detail"])
+    panel.build.backend.value = "tensorrt-rtx"
+    assert session.backend.name == "tensorrt-rtx"
+    controls = panel.build.options.controls
+    assert {"workspace", "opt_level", "compute_capability"} <= set(controls) and "graph_optimization" not in controls
+    controls["compute_capability"].value = "8.9"  # build for a GPU that this machine does not need to have
+    controls["opt_level"].value = 1
+    build(panel)
+    eng = panel.build.engine
+    assert "trtlab-ok" in panel.build.result.value, panel.build.result.value
+    assert eng.config.backend == "tensorrt-rtx" and eng.config.option("opt_level") == 1
+    # running it needs that GPU: profiling here fails, and the Layers tab says so instead of breaking
+    panel.layers.profile_button.click()
+    job = panel.layers.job
+    wait_for(lambda: job.done and "trtlab-error" in panel.layers.status.value, "the failed profile")
+    panel.build.backend.value = "onnxruntime"
+    assert "graph_optimization" in panel.build.options.controls
