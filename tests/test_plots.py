@@ -232,3 +232,16 @@ def test_fp16_range_counts_counts_a_real_overflow(tmp_path):
     fig = plots.fp16_range_counts(frame)
     over = dict(zip(fig.data[0].x, fig.data[0].y))
     assert over["y"] == np.count_nonzero(np.abs(x * np.float32(1e5)) > 65504)
+
+
+def test_throughput_vs_batch_from_a_real_sweep(session):
+    res = session.sweep(batch=(1, 2, 4), precision=("fp32", "fp16"), iterations=20, warmup=2, monitor=False)
+    frame = res.to_frame()
+    fig = plots.throughput_vs_batch(frame[frame["status"] == "ok"])
+    for prec in ("fp32", "fp16"):
+        line = next(t for t in fig.data if t.name == f"{prec} throughput")
+        part = frame[(frame["precision"] == prec) & (frame["status"] == "ok")].sort_values("batch")
+        assert list(line.x) == list(part["batch"])
+        np.testing.assert_allclose(line.y, part["throughput_ips"])
+        knee = next(t for t in fig.data if t.name == f"{prec} knee")
+        assert knee.x[0] == part["batch"].iloc[plots.knee(part["batch"], part["throughput_ips"])]
