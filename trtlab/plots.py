@@ -423,6 +423,8 @@ def error_growth(compare_frame: pd.DataFrame, value: str | None = None, threshol
                       xaxis_title="tensor position in graph order",
                       yaxis_title=label + (" (log scale)" if positive else ""),
                       yaxis_type="log" if positive else "linear", **_LAYOUT)
+    if len(f) <= 60:  # name the tensors on the axis while they fit
+        fig.update_xaxes(tickmode="array", tickvals=x, ticktext=list(f[t].astype(str)))
     return fig
 
 

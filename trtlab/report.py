@@ -84,9 +84,12 @@ def _frame_of(record: dict[str, Any]) -> pd.DataFrame | None:
 
 
 def _scalars(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in record.items()
-            if isinstance(v, (int, float, str, bool)) and k not in ("path",) and not (isinstance(v, float)
-                                                                                     and math.isnan(v))}
+    out = {k: v for k, v in record.items()
+           if isinstance(v, (int, float, str, bool)) and k not in ("path",) and not (isinstance(v, float)
+                                                                                    and math.isnan(v))}
+    if isinstance(out.get("created"), (int, float)):
+        out["created"] = dt.datetime.fromtimestamp(out["created"]).strftime("%Y-%m-%d %H:%M:%S")
+    return out
 
 
 def _guard(parts: list[str], what: str, fn: Any) -> None:
