@@ -382,7 +382,7 @@ class Session:
         return self.model.activation_names() if wanted == ("*",) else list(dict.fromkeys(wanted))
 
     def compare(self, reference: EngineSpec = "fp32", candidate: EngineSpec = "fp16", outputs: Iterable[str] | str = "all",
-                data: Any = None, batch: int | None = None, max_segment_bytes: int | str = "256MiB", seed: int = 0,
+                data: Any = None, batch: int | None = None, max_segment_bytes: int | str = "128MiB", seed: int = 0,
                 background: bool = False, **build_args: Any):
         """Layer-wise comparison of `candidate` against `reference` over `data` (None: one random batch, int N:
         N random batches, or an iterable of input dicts), streamed batch by batch; written to the workspace."""
@@ -430,7 +430,7 @@ class Session:
         return str(spec.get("precision", "fp32")) + (f" ({pins} fp32 pins)" if pins else "")
 
     def fp16_range_report(self, data: Any = None, batch: int | None = None, outputs: Iterable[str] | str = "all",
-                          max_segment_bytes: int | str = "256MiB", seed: int = 0, background: bool = False):
+                          max_segment_bytes: int | str = "128MiB", seed: int = 0, background: bool = False):
         """Run FP32 with every tensor marked and summarise each tensor's magnitudes against FP16/BF16 ranges
         (plus the weights' conversion report); written to the workspace."""
         from .analysis.range_report import RangeReport, RangeStats, range_frame

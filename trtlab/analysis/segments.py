@@ -157,14 +157,38 @@ def _vi(types: Mapping[str, onnx.ValueInfoProto], name: str) -> onnx.ValueInfoPr
     return helper.make_empty_tensor_value_info(name)
 
 
+def return_freed_memory_to_os() -> bool:
+    """On glibc, fix malloc's mmap threshold at 1 MiB so freed large tensors go back to the OS.
+
+    glibc raises the threshold dynamically (up to 32 MiB) after a large block is freed, after which
+    tensor-sized blocks come from the heap and stay resident, so RSS would grow with the number of
+    tensors streamed even though only a few are alive. Process-wide and harmless (large blocks only).
+    """
+    import ctypes
+    import sys
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(-3, 1 << 20))  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        return False
+
+
 class SegmentedRunner:
     """Runs segment engines in order, yielding (tensor name, array) for the wanted tensors of each segment."""
 
     def __init__(self, segments: list[Segment], build: Callable[[onnx.ModelProto], Any]) -> None:
+        return_freed_memory_to_os()
         self.segments = segments
-        self.engines = [build(s.model) for s in segments]
+        self.engines = []
         for s in segments:
-            s.model = None  # the engines hold the weights now; drop the protobuf copies
+            engine = build(s.model)
+            # the runtime holds the weights now: drop the protobuf copies (segment engines are private,
+            # never profiled or saved), so weights are not held twice
+            s.model = None
+            engine.variant.model = None
+            self.engines.append(engine)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
         """For each segment index, the dict of its wanted tensors (carries kept internally, released early)."""
