@@ -180,6 +180,15 @@ def test_quickstart_notebook_renders_dashboard_and_charts(lab, browser):
     panel.evaluate("e => e.scrollIntoView({block: 'start'})")
     page.wait_for_timeout(500)
     page.screenshot(path=str(SCREENSHOTS / "quickstart-precision.png"))
+
+    # clicking a tensor's bar pins its producing layer to FP32 and offers a rebuild
+    bar = page.locator(".trtlab-precision-tab .js-plotly-plot").first.locator(".bars .point path")
+    heights = [b["height"] if b else 0 for b in (bar.nth(i).bounding_box() for i in range(bar.count()))]
+    bar.nth(max(range(len(heights)), key=heights.__getitem__)).click(force=True)
+    page.wait_for_function("() => document.querySelector('.trtlab-pin-note').innerText.includes('pinned')",
+                           timeout=60_000)
+    assert "to FP32" in page.locator(".trtlab-pin-note").inner_text()
+    assert page.locator(".trtlab-precision-tab button", has_text="Rebuild with pins").is_visible()
     widget_errors = [e for e in console_errors if "widget" in e.lower() or "plotly" in e.lower()]
     assert not widget_errors, widget_errors
     page.close()

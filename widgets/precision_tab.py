@@ -116,6 +116,7 @@ class PrecisionTab:
         self.status = W.HTML(note_html("The precision lab is <b>not available yet</b>: " + html.escape(why))
                              if not ok else "")
         self.pin_note = W.HTML()
+        self.pin_note.add_class("trtlab-pin-note")
         self.rebuild_button = W.Button(description="Rebuild with pins", icon="refresh",
                                        layout=W.Layout(display="none"))
         self.charts = PrecisionCharts(on_tensor_click=self.pin_tensor)
