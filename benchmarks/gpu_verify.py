@@ -314,8 +314,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bert-size", default="small", choices=["small", "base"],
                     help="zoo bert size (base: fp16 conversion costs ~10 s per engine, too slow for 8 minutes)")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every time budget (e.g. 0.5)")
+    ap.add_argument("--models", default=None, help="comma-separated subset of the plan's models (e.g. resnet50)")
+    ap.add_argument("--point-seconds", type=float, default=None,
+                    help="seconds per sweep point (longer points give steadier NVML utilization figures)")
     args = ap.parse_args(argv)
     plan = dict(CPU_PLAN if args.cpu else GPU_PLAN)
+    if args.models:
+        plan["models"] = [m for m in plan["models"] if m[0] in args.models.split(",")]
+    if args.point_seconds:
+        plan["duration"] = args.point_seconds
     if not args.cpu:
         plan["models"] = [(n, ({"size": args.bert_size} if n == "bert" else kw), b) for n, kw, b in plan["models"]]
     for key in ("tune_budget", "total_budget"):
