@@ -228,6 +228,24 @@ def test_evaluate_top1_top5_and_faq_flag(tmp_path):
         s.evaluate(data, labels[:1])
 
 
+def test_background_compare_reports_progress_and_cancels(tmp_path):
+    s = trtlab.Session(conv_model(), workspace=tmp_path)
+    holder: dict = {}
+    seen = []
+
+    def on_event(kind, payload):
+        if kind == "progress" and payload.task == "compare" and payload.done >= 1:
+            seen.append(payload)
+            if "job" in holder:
+                holder["job"].cancel()
+    s.events.subscribe(on_event)
+    holder["job"] = job = s.compare(data=10_000, batch=1, background=True)
+    with pytest.raises(trtlab.errors.CancelledError):
+        job.result(timeout=60)
+    assert seen and seen[0].total == 10_000
+    assert s.results("compare").empty  # nothing half-written
+
+
 def test_bad_input_is_refused_and_nothing_written(tmp_path):
     s = trtlab.Session(conv_model(), workspace=tmp_path)
     results = s.workspace.path / "results"

@@ -192,7 +192,9 @@ def quantize(proto: onnx.ModelProto, table: Any, dtype: str = "int8", per_channe
     except Exception as exc:
         raise ModelError(f"the {dtype} Q/DQ transform produced an invalid model: {str(exc).splitlines()[0]}") from None
     notes.append(f"{dtype}: Q/DQ on {len(quantized)} activations (per tensor) and {len(weights)} weights "
-                 f"({'per channel' if per_channel else 'per tensor'}), symmetric")
+                 f"({'per channel' if per_channel else 'per tensor'}), symmetric, TensorRT-style placement; ONNX "
+                 f"Runtime CPU keeps such pairs as separate nodes (simulated quantization: INT8 accuracy, not INT8 "
+                 f"speed), TensorRT fuses them into INT8 kernels")
     if missing:
         notes.append(f"{dtype}: {len(missing)} tensors have no scale in the calibration and stay float: "
                      f"{missing[:5]}{' ...' if len(missing) > 5 else ''} (TensorRT would say 'Could not find scales "
