@@ -264,3 +264,12 @@ def test_bad_input_is_refused_and_nothing_written(tmp_path):
     with pytest.raises(ConfigError, match="no node named"):
         s.compare(candidate={"precision": "fp16", "fp32_layers": ["conv9"]})
     assert not list(results.iterdir())
+
+
+def test_bert_compare_with_named_dims_keeps_index_tensors_exact(tmp_path):
+    s = trtlab.Session(zoo.bert(size="small"), workspace=tmp_path)
+    c = s.compare("fp32", "fp16", data=1, batch=1, dims={"sequence": 8}, max_segment_bytes="1MiB")
+    f = c.to_frame().set_index("tensor")
+    assert len(f) == len(s.model.activation_names())
+    assert f.loc["embeddings.position_ids", "max_abs_err"] == 0 and f.loc["embeddings.position_ids", "ref_dtype"] == "int64"
+    assert f.loc["last_hidden_state", "cand_dtype"] == "float32" and 0 < f.loc["last_hidden_state", "rel_rms_err"] < 0.01

@@ -29,8 +29,7 @@ class Session:
         self.events = EventBus()
         self.log = SessionLog(self.events)
         self.workspace = Workspace(workspace, self.model.hash, self.model.name)
-        if hasattr(self.backend, "cache_dir"):  # TensorRT timing/runtime caches live with the workspace
-            self.backend.cache_dir = self.workspace.root / "tensorrt-cache"
+        self._attach_backend()
         self._engines: dict[BuildConfig, Engine] = {}
         self._calibrations: dict[str, Any] = {}
         self._variants: dict[tuple, Any] = {}
@@ -38,6 +37,16 @@ class Session:
         self.jobs: list[Job] = []
         self.log.write("info", f"session on {self.model.name} ({len(self.model.node_names)} nodes) with backend "
                                f"{self.backend.name}, workspace {self.workspace.path}")
+
+    def _attach_backend(self) -> None:
+        if hasattr(self.backend, "cache_dir"):  # TensorRT timing/runtime caches live with the workspace
+            self.backend.cache_dir = self.workspace.root / "tensorrt-cache"
+
+    def use_backend(self, name: str) -> None:
+        """Switch this session to another backend ("onnxruntime", "tensorrt", "tensorrt-rtx", "auto")."""
+        self.backend = get_backend(name)
+        self._attach_backend()
+        self.log.write("info", f"backend is now {self.backend.name}")
 
     # ---- environment ---------------------------------------------------------------------
     def info(self) -> "SessionInfo":
@@ -338,11 +347,12 @@ class Session:
 
     def _segment_runners(self, specs: list[EngineSpec], names: list[str], max_segment_bytes: int,
                          est_batch: int, rep: Reporter, **defaults: Any) -> tuple[list[Any], list[str]]:
+        dims = dict(defaults.get("dims") or {})
         from .analysis.segments import SegmentedRunner, group_by_bytes, split, tensor_bytes
         from .backends.base import Variant
         quiet = Reporter("segment", None, None, cancel=rep.cancel)
         variants = [self._lab_variant(s, rep, **defaults) for s in specs]
-        sizes = tensor_bytes(variants[0][1].model, est_batch)
+        sizes = tensor_bytes(variants[0][1].model, est_batch, dims)
         groups = group_by_bytes(names, sizes, max_segment_bytes)
         runners, notes = [], []
         for config, variant in variants:
@@ -357,11 +367,14 @@ class Session:
                      f"{max_segment_bytes / 2**20:.0f} MiB of reference outputs each (estimated at batch {est_batch})")
         return runners, notes
 
-    def _lab_batches(self, data: Any, batch: int | None, seed: int = 0):
+    def _lab_batches(self, data: Any, batch: int | None, seed: int = 0, dims: Mapping[str, int] | None = None):
         from .analysis.compare import iter_batches
         from .precision.calibration import _check_batch, _input_specs
-        shapes = self.model.resolve_input_shapes(batch=batch or 1)
-        batches, total = iter_batches(data, lambda i: self.model.random_inputs(shapes, seed=seed + i))
+
+        def random(i: int) -> dict[str, np.ndarray]:
+            shapes = self.model.resolve_input_shapes(batch=batch or 1, dims=dict(dims or {}))
+            return self.model.random_inputs(shapes, seed=seed + i)
+        batches, total = iter_batches(data, random)
         specs = _input_specs(self.model.proto)
 
         def checked():
@@ -397,7 +410,7 @@ class Session:
             cand_prec = runners[1].engines[0].variant.precision if runners[1].engines else "fp16"
             range_prec = "bf16" if cand_prec == "bf16" else "fp16"
             try:
-                batches, total = self._lab_batches(data, batch, seed)
+                batches, total = self._lab_batches(data, batch, seed, build_args.get("dims"))
                 stats, done = compare_streaming(runners[0], runners[1], names, batches, total, range_prec, rep)
             finally:
                 for r in runners:
@@ -430,7 +443,8 @@ class Session:
         return str(spec.get("precision", "fp32")) + (f" ({pins} fp32 pins)" if pins else "")
 
     def fp16_range_report(self, data: Any = None, batch: int | None = None, outputs: Iterable[str] | str = "all",
-                          max_segment_bytes: int | str = "128MiB", seed: int = 0, background: bool = False):
+                          max_segment_bytes: int | str = "128MiB", seed: int = 0, dims: Mapping[str, int] | None = None,
+                          background: bool = False):
         """Run FP32 with every tensor marked and summarise each tensor's magnitudes against FP16/BF16 ranges
         (plus the weights' conversion report); written to the workspace."""
         from .analysis.range_report import RangeReport, RangeStats, range_frame
@@ -441,11 +455,11 @@ class Session:
             names = self._lab_names(outputs)
             b = batch or self._batch_of(data)
             (runner,), notes = self._segment_runners(["fp32"], names, parse_size(max_segment_bytes), b, rep,
-                                                     batch=batch)
+                                                     batch=batch, dims=dims)
             stats = {n: RangeStats(n) for n in names}
             done = 0
             try:
-                batches, total = self._lab_batches(data, batch, seed)
+                batches, total = self._lab_batches(data, batch, seed, dims)
                 for feeds in batches:
                     for si, vals in runner.run(feeds):
                         for name in list(vals):
@@ -467,14 +481,14 @@ class Session:
 
     def find_fp32_layers(self, candidate: str = "fp16", tolerance: float = 1e-2, data: Any = None,
                          batch: int | None = None, metric: str = "rel_rms_err", max_steps: int = 24, seed: int = 0,
-                         calibration: Any = None, background: bool = False):
+                         calibration: Any = None, dims: Mapping[str, int] | None = None, background: bool = False):
         """Smallest set of nodes to pin to FP32 so the final outputs' `metric` <= tolerance: candidates ranked by a
         layer-wise comparison, then bisection over that ranking; every step tried is in `.steps`."""
         from .analysis.find_fp32 import find_fp32_layers
 
         def work(rep: Reporter):
             result = find_fp32_layers(self, candidate, tolerance, data, batch, metric, max_steps, seed,
-                                      calibration, rep)
+                                      calibration, rep, dims)
             self.workspace.save_result("find_fp32_layers", result.to_dict(), result.steps)
             rep.write("info", repr(result), "precision")
             return result

@@ -64,7 +64,8 @@ def error_gain_ranking(frame: Any, model: Any) -> list[str]:
 
 
 def find_fp32_layers(session: Any, candidate: str, tolerance: float, data: Any, batch: int | None, metric: str,
-                     max_steps: int, seed: int, calibration: Any, reporter: Any) -> FindResult:
+                     max_steps: int, seed: int, calibration: Any, reporter: Any,
+                     dims: Any = None) -> FindResult:
     """See the module docstring; `session` is a trtlab Session."""
     import pandas as pd
 
@@ -73,11 +74,11 @@ def find_fp32_layers(session: Any, candidate: str, tolerance: float, data: Any, 
         raise ConfigError(f"metric {metric!r}: use 'rel_rms_err', 'max_abs_err' or 'mean_rel_err'")
     if not tolerance > 0:
         raise ConfigError(f"tolerance must be > 0, got {tolerance}")
-    batches, _ = session._lab_batches(data, batch, seed)
+    batches, _ = session._lab_batches(data, batch, seed, dims)
     batches = list(batches)
     b = batch or session._batch_of(batches[0])
     outputs = [o.name for o in session.model.outputs]
-    base = {"batch": b, "calibration": calibration}
+    base = {"batch": b, "calibration": calibration, "dims": dims}
     quiet = type(reporter)("find", None, None, cancel=reporter.cancel)
 
     def run(spec: dict[str, Any]) -> list[dict[str, np.ndarray]]:
@@ -88,7 +89,7 @@ def find_fp32_layers(session: Any, candidate: str, tolerance: float, data: Any, 
         finally:
             engine.close()
 
-    reference = run({"precision": "fp32", "batch": b})
+    reference = run({"precision": "fp32", "batch": b, "dims": dims})
     steps: list[dict[str, Any]] = []
 
     def score(pins: list[str], phase: str) -> float:
@@ -109,7 +110,8 @@ def find_fp32_layers(session: Any, candidate: str, tolerance: float, data: Any, 
     ranking: list[str] = []
     final = baseline
     if baseline > tolerance:
-        comp = session.compare("fp32", {**base, "precision": candidate}, outputs="all", data=batches, batch=b)
+        comp = session.compare("fp32", {**base, "precision": candidate}, outputs="all", data=batches, batch=b,
+                               dims=dims)
         ranking = error_gain_ranking(comp.frame, session.model)
         lo, hi = 0, len(ranking)
         hi_score = score(ranking, "all ranked pinned")
