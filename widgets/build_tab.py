@@ -225,9 +225,8 @@ class BuildTab:
         self.options_box.children = [self.options.widget]
 
     def _on_backend(self, change: dict) -> None:
-        from ..backends import get_backend
         try:
-            self.session.backend = get_backend(change["new"])
+            self.session.use_backend(change["new"])
         except Exception as exc:
             self.result.value = error_html(exc, "Backend unavailable")
             return
