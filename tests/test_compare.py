@@ -125,18 +125,6 @@ print(peak[0] - base, len(c.to_frame()))
 """
 
 
-def _arena_option_honoured() -> bool:
-    import tempfile
-    s = trtlab.Session(zoo.mlp(), workspace=tempfile.mkdtemp(prefix="trtlab-probe-"))
-    eng = s.backend.build(s.model, trtlab.backends.base.Variant(model=s.model.proto),
-                          s.make_config(batch=1).replace(options={"cpu_mem_arena": False}),
-                          trtlab.events.Reporter("probe"))
-    return eng._session_options.enable_cpu_mem_arena is False
-
-
-@pytest.mark.xfail(not _arena_option_honoured(), strict=True,
-                   reason="the ORT backend ignores option cpu_mem_arena=False, so each segment session's arena "
-                          "keeps its peak allocated (needs the one-line change in backends/onnxruntime.py)")
 def test_streaming_peak_memory_is_bounded(tmp_path):
     """10 tensors of 16 MB: one segment holds 160 MB (fp32) + 80 MB (fp16); one tensor per segment ~2 copies."""
     path = tmp_path / "chain.onnx"

@@ -136,7 +136,9 @@ class Session:
             if engine is not None:
                 return engine
         # the variant depends only on what changes the model, so sweeps over batch or backend options reuse it
-        vkey = (config.precision, config.fp32_layers, config.outputs, config.calibration)
+        from .precision import VARIANT_OPTIONS
+        vkey = (config.precision, config.fp32_layers, config.outputs, config.calibration,
+                tuple(config.option(k) for k in VARIANT_OPTIONS))
         variant = self._variants.get(vkey)
         if variant is None:
             calibration = self._calibrations.get(config.calibration) if config.calibration else None

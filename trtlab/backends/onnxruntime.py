@@ -279,6 +279,9 @@ def _session_options(config: BuildConfig) -> Any:
     if config.inter_op_threads:
         so.inter_op_num_threads = int(config.inter_op_threads)
         so.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+    if config.option("cpu_mem_arena", True) is False:
+        # the arena keeps a session's peak allocation for its lifetime; streaming analyses turn it off
+        so.enable_cpu_mem_arena = False
     so.log_severity_level = 3
     return so
 
@@ -337,9 +340,11 @@ class OnnxRuntimeBackend(Backend):
                                             f"model's opset: {text.splitlines()[-1]}") from None
             if "NOT_IMPLEMENTED" in text or "Could not find an implementation" in text:
                 kind = PrecisionNotSupportedError if config.precision != "fp32" else BuildError
+                fix = ("ONNX Runtime has almost no bf16 kernels on this provider: build bf16 with backend='tensorrt' "
+                       "(or 'tensorrt-rtx') on an Ampere or newer GPU" if config.precision == "bf16" else
+                       "pin that node to fp32 (fp32_layers=[...]) or use another provider")
                 raise kind(f"{model.name} ({config.precision}): ONNX Runtime {ort.__version__} with "
-                           f"{providers[0]} lacks a kernel: {text.splitlines()[-1].strip()}. Pin that node to "
-                           f"fp32 (fp32_layers=[...]) or use another provider") from None
+                           f"{providers[0]} lacks a kernel: {text.splitlines()[-1].strip()}. {fix}") from None
             raise BuildError(f"{model.name}: ONNX Runtime could not create a session for {config.describe()}: "
                              f"{text.splitlines()[-1].strip()}") from None
         seconds = time.perf_counter() - t0

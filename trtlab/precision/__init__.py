@@ -4,12 +4,16 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
 import onnx
 
 from ..backends.base import Variant
 from ..config import BuildConfig
 from ..errors import CalibrationError, ConfigError
 from ..model import Model
+
+# BuildConfig options that change the variant (besides precision, pins, outputs and calibration)
+VARIANT_OPTIONS = ("keep_io_types", "per_channel")
 
 
 def mark_outputs(proto: onnx.ModelProto, model: Model, names: tuple[str, ...] | list[str]) -> tuple[onnx.ModelProto, list[str]]:
@@ -31,7 +35,7 @@ def mark_outputs(proto: onnx.ModelProto, model: Model, names: tuple[str, ...] | 
         vi = infos.get(name)
         if vi is None:
             info = model.value_infos.get(name)
-            elem = onnx.helper.np_dtype_to_tensor_dtype(__import__("numpy").dtype(info.dtype)) if info else onnx.TensorProto.FLOAT
+            elem = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(info.dtype)) if info else onnx.TensorProto.FLOAT
             vi = onnx.helper.make_tensor_value_info(name, elem, None)
         out.graph.output.append(vi)
         added.append(name)
