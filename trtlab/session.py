@@ -563,7 +563,7 @@ class Session:
             finally:
                 if own:
                     mon.stop()
-                    mon.to_frame().to_csv(store.folder / "monitor.csv", index=False)
+                    mon.to_csv(store.folder / "monitor.csv")  # nvidia-smi columns
             self.workspace.save_result("sweep", result.to_dict(), result.to_frame())
             return result
         return self._run(f"sweep {spec.id}", work, background)
