@@ -23,6 +23,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import ConfigError, ModelError
+from ._graph import place_after_producers
 
 LOW_TYPES = {"fp16": TensorProto.FLOAT16, "bf16": TensorProto.BFLOAT16}
 NP_TYPES = {"fp16": np.dtype(np.float16), "bf16": np.dtype(ml_dtypes.bfloat16)}
@@ -264,15 +265,7 @@ def convert(proto: onnx.ModelProto, precision: str = "fp16", keep_io_types: bool
         cast_name(new, False, out_name=t)
 
     # 5. rebuild the node list with each Cast right after its producer (inputs' Casts first)
-    ordered: list[onnx.NodeProto] = []
-    for t in list(graph_inputs) + list(inits):
-        ordered.extend(cast_after.pop(t, []))
-    for n in nodes:
-        ordered.append(n)
-        for t in n.output:
-            ordered.extend(cast_after.pop(t, []))
-    del g.node[:]
-    g.node.extend(ordered)
+    place_after_producers(g, cast_after, first=list(graph_inputs) + list(inits))
     g.initializer.extend(new_inits)
 
     # 6. types of inputs, outputs and intermediate value_info
@@ -300,7 +293,7 @@ def convert(proto: onnx.ModelProto, precision: str = "fp16", keep_io_types: bool
                                                "clamped", "max_abs", "min_abs_nonzero"])
     conv_names = [n.name for ni, n in enumerate(nodes) if converted[ni]]
     result = LowPrecisionResult(model=model, converted_nodes=conv_names, pinned_nodes=sorted(pins),
-                                casts_inserted=sum(1 for n in ordered if n.name.endswith("__cast")),
+                                casts_inserted=sum(1 for n in g.node if n.name.endswith("__cast")),
                                 weight_report=frame)
     result.notes.append(weight_note(frame, precision))
     kept = sorted({n.op_type for ni, n in enumerate(nodes) if not converted[ni] and n.op_type in block_ops})

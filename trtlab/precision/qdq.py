@@ -23,6 +23,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import CalibrationError, ConfigError, ModelError
+from ._graph import place_after_producers
 
 QMAX = {"int8": 127.0, "fp8": 448.0}
 Q_TYPES = {"int8": TensorProto.INT8, "fp8": TensorProto.FLOAT8E4M3FN}
@@ -172,15 +173,7 @@ def quantize(proto: onnx.ModelProto, table: Any, dtype: str = "int8", per_channe
         weights.append(w)
 
     # rebuild in topological order: weight DQs and graph-input Q/DQs first, others after their producer
-    ordered = list(new_nodes.pop("", []))
-    for vi in g.input:
-        ordered.extend(new_nodes.pop(vi.name, []))
-    for n in g.node:
-        ordered.append(n)
-        for o in n.output:
-            ordered.extend(new_nodes.pop(o, []))
-    del g.node[:]
-    g.node.extend(ordered)
+    place_after_producers(g, new_nodes, first=[""] + [vi.name for vi in g.input])
     g.initializer.extend(new_inits)
     used = {i for n in g.node for i in n.input}
     kept = [i for i in g.initializer if i.name in used or i.name in {v.name for v in g.input}]
