@@ -66,6 +66,7 @@ class Monitor:
         self._failed_callbacks: set[int] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._reading_at: float | None = None
         self._t0 = 0.0
         self._cpu_seconds = 0.0
         self._elapsed_s = 0.0
@@ -121,9 +122,11 @@ class Monitor:
         self._elapsed_s = time.perf_counter() - self._t0
 
     def _sample(self, now: float) -> None:
+        self._reading_at = now  # window() waits for a sample stamped inside it that is still being read
         try:
             sample = self._source.read()
         except Exception:  # never let one bad read end the recording
+            self._reading_at = None
             _log.exception("monitor: reading %s failed; sample skipped", self.source)
             return
         sample[F.TIME_S] = now - self._t0
@@ -132,6 +135,7 @@ class Monitor:
         with self._lock:
             self._samples.append(sample)
             subscribers = list(self._subscribers)
+        self._reading_at = None
         for callback in subscribers:
             try:
                 callback(dict(sample))
@@ -171,7 +175,12 @@ class Monitor:
         return self._cpu_seconds / self._elapsed_s if self._elapsed_s > 0 else 0.0
 
     def window(self, t0: float, t1: float) -> list[dict[str, Any]]:
-        """Samples taken between two time.perf_counter() readings, inclusive."""
+        """Samples taken between two time.perf_counter() readings, inclusive (complete: a sample stamped
+        before t1 that is still being read is waited for, at most half a second)."""
+        give_up = time.perf_counter() + 0.5
+        while (self._reading_at is not None and self._reading_at <= t1 and self._thread is not None
+               and self._thread.is_alive() and time.perf_counter() < give_up):
+            time.sleep(0.0002)
         return [s for s in self.samples if t0 <= s[F.PERF_COUNTER] <= t1]
 
     def to_frame(self, samples: Iterable[dict[str, Any]] | None = None) -> "pd.DataFrame":
