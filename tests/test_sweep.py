@@ -24,7 +24,8 @@ def session(tmp_path):
 
 
 def test_sweep_points_match_direct_benchmarks(session):
-    sw = session.sweep(batch=[1, 4], concurrency=[1, 2], iterations=200, warmup=20, monitor=False)
+    # 1000 iterations a point (tens of ms on this tiny model) so one scheduler stall cannot dominate a point
+    sw = session.sweep(batch=[1, 4], concurrency=[1, 2], iterations=1000, warmup=20, monitor=False)
     f = sw.to_frame()
     # the cartesian product, in spec order, all successful
     assert list(zip(f["batch"], f["concurrency"])) == [(1, 1), (1, 2), (4, 1), (4, 2)]
@@ -33,10 +34,10 @@ def test_sweep_points_match_direct_benchmarks(session):
         engine = session.build(batch=int(row["batch"]))
         assert engine.metadata["cache"] == "memory"  # the sweep's engine, reused from the session cache
         assert row["engine_key"] == engine.config.key
-        direct = session.benchmark(engine, iterations=200, warmup=20) if row["concurrency"] == 1 else \
-            run_concurrent(engine, None, 2, iterations=200, warmup=20)
+        direct = session.benchmark(engine, iterations=1000, warmup=20) if row["concurrency"] == 1 else \
+            run_concurrent(engine, None, 2, iterations=1000, warmup=20)
         # structural equalities are exact: iterations (per thread), batch, engine
-        assert row["iterations"] == direct.iterations == 200 * row["concurrency"]
+        assert row["iterations"] == direct.iterations == 1000 * row["concurrency"]
         assert direct.batch == row["batch"] and direct.engine == row["engine"]
         # throughput = inferences / wall time, and samples/s = that x batch
         assert row["throughput_ips"] == pytest.approx(row["iterations"] / row["wall_s"])
