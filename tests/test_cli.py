@@ -45,3 +45,43 @@ def test_errors_are_one_clear_line(tmp_path):
     assert p.returncode == 2
     assert p.stderr.startswith("trtlab: error: model file") and "not found" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_lab_names_a_missing_notebook(tmp_path):
+    p = run_cli("lab", str(tmp_path / "nope.ipynb"))
+    assert p.returncode == 2 and "nope.ipynb not found" in p.stderr
+
+
+def test_lab_starts_jupyterlab_on_the_quickstart(tmp_path):
+    """`trtlab lab` (README's first command) serves the quickstart notebook."""
+    import importlib.util
+    import os
+    import socket
+    import time
+    import urllib.request
+
+    import pytest
+    if importlib.util.find_spec("jupyterlab") is None:
+        pytest.skip("JupyterLab is not installed (the [lab] extra)")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt")}
+    proc = subprocess.Popen([sys.executable, "-m", "trtlab", "lab", "--no-browser", "--ip", "127.0.0.1",
+                             "--port", str(port), "--IdentityProvider.token=t0k"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/api/contents/00-quickstart.ipynb?token=t0k&content=0"
+        for _ in range(240):  # polling until the server is up, not a performance bound
+            try:
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    info = json.loads(resp.read())
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("JupyterLab started by `trtlab lab` never answered")
+        assert info["name"] == "00-quickstart.ipynb" and info["type"] == "notebook"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)

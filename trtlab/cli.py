@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Any, Sequence
 
-from .errors import TrtlabError
+from .errors import ConfigError, TrtlabError
 
 
 def _load_model(spec: str) -> Any:
@@ -87,6 +87,23 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lab(args: argparse.Namespace) -> int:
+    """Start JupyterLab on a notebook (default: the quickstart), allowing root where the machine runs as root."""
+    import importlib.util
+    import os
+    from pathlib import Path
+    extra = [a for a in args.jupyter_args if a != "--"]
+    notebook = Path(args.notebook) if args.notebook else Path(__file__).resolve().parents[1] / "notebooks" / \
+        "00-quickstart.ipynb"
+    if not notebook.exists():
+        raise ConfigError(f"notebook {notebook} not found: pass its path (trtlab lab path/to/notebook.ipynb)")
+    if importlib.util.find_spec("jupyterlab") is None:
+        raise ConfigError("JupyterLab is not installed: pip install -e '.[lab]' (or pip install jupyterlab)")
+    argv = [sys.executable, "-m", "jupyter", "lab", str(notebook)] + (["--allow-root"] if os.geteuid() == 0 else []) + extra
+    os.execvp(argv[0], argv)  # replaces this process: Ctrl+C stops JupyterLab as usual
+    return 0  # not reached
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `trtlab` command."""
     parser = argparse.ArgumentParser(prog="trtlab", description=__doc__)
@@ -104,12 +121,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_build_args(p)
     p.add_argument("--runs", type=int, default=20, help="profiled runs")
     p.set_defaults(fn=cmd_profile)
+    p = sub.add_parser("lab", help="open JupyterLab on the quickstart notebook (or NOTEBOOK)")
+    p.add_argument("notebook", nargs="?", help="notebook to open (default notebooks/00-quickstart.ipynb)")
+    p.add_argument("jupyter_args", nargs=argparse.REMAINDER, help="further arguments for jupyter lab")
+    p.set_defaults(fn=cmd_lab)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run a subcommand; TrtlabErrors print one clear line and exit 2."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["lab"]:
+        # everything after the optional notebook goes to jupyter lab untouched (argparse would reject its options)
+        rest = argv[1:]
+        notebook = rest.pop(0) if rest and not rest[0].startswith("-") else None
+        args = argparse.Namespace(command="lab", notebook=notebook, jupyter_args=rest, fn=cmd_lab)
+    else:
+        args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
     except TrtlabError as exc:
