@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..precision.lowp import RANGES
 
 COLUMNS = ["index", "tensor", "shape", "ref_dtype", "cand_dtype", "max_abs_err", "mean_abs_err", "max_rel_err",
@@ -66,7 +67,8 @@ class TensorStats:
         self.shape = tuple(ref.shape)
         self.ref_dtype, self.cand_dtype = str(ref.dtype), str(cand.dtype)
         if ref.shape != cand.shape:
-            raise ValueError(f"tensor {self.name!r}: reference shape {ref.shape} != candidate shape {cand.shape}")
+            raise ConfigError(f"tensor {self.name!r}: reference shape {ref.shape} != candidate shape {cand.shape}; "
+                              f"compare engines built for the same batch and input shapes")
         r_all, c_all = ref.reshape(-1), cand.reshape(-1)
         for start in range(0, r_all.size, CHUNK):
             self._update(np.asarray(r_all[start:start + CHUNK], np.float32),
