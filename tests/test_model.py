@@ -124,3 +124,12 @@ def test_graph_view(tiny_model):
     expected = sum(int(np.prod(i.dims)) for i in tiny_model.graph.initializer)
     assert m.parameter_count == expected and m.parameter_bytes == expected * 4
     assert m.activation_names()[:3] == ["c0", "r0", "c1"]
+
+
+def test_random_integer_inputs_follow_the_models_declared_range():
+    import trtlab
+    m = Model.load(trtlab.zoo.bert(size="small", attention_mask=True))
+    feeds = m.random_inputs({"input_ids": (4, 64), "attention_mask": (4, 64)}, seed=0)
+    assert set(np.unique(feeds["attention_mask"])) <= {0, 1}
+    assert feeds["input_ids"].max() >= 100  # the vocabulary range, not the [0, 100) default
+    assert m.input_range("input_ids")[1] == 8192

@@ -307,8 +307,17 @@ class Model:
             elif inp.dtype == "bool":
                 feeds[inp.name] = rng.integers(0, 2, shape).astype(bool)
             else:
-                feeds[inp.name] = rng.integers(0, 100, shape).astype(inp.dtype)
+                lo, hi = self.input_range(inp.name)
+                feeds[inp.name] = rng.integers(lo, hi, shape).astype(inp.dtype)
         return feeds
+
+    def input_range(self, name: str) -> tuple[int, int]:
+        """[low, high) for random integer inputs: the model's `trtlab.zoo.input_range.<name>` metadata, else [0, 100)."""
+        for prop in self.proto.metadata_props:
+            if prop.key == f"trtlab.zoo.input_range.{name}":
+                lo, hi = (int(v) for v in prop.value.split(","))
+                return lo, hi
+        return 0, 100
 
     def serialized(self) -> bytes:
         """The model as bytes (for backends that take a buffer)."""

@@ -142,4 +142,5 @@ def bert(seed: int = 0, size: str = "small", vocab_size: int | None = None, max_
                    f"vocabulary {vocab}, Erf GELU), inputs {inputs} int64 [batch, sequence], outputs "
                    f"'last_hidden_state' [batch,sequence,{hidden}] and 'pooler_output' [batch,{hidden}].",
                    metadata={"trtlab.zoo.input_range.input_ids": f"0,{vocab}",
+                             **({"trtlab.zoo.input_range.attention_mask": "0,2"} if attention_mask else {}),
                              "trtlab.zoo.max_sequence": str(max_position)})
