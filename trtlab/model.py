@@ -296,8 +296,11 @@ class Model:
             out[inp.name] = tuple(resolved)
         return out
 
-    def random_inputs(self, shapes: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str, np.ndarray]:
-        """Seeded random feed for the given input shapes: normal floats, small non-negative ints."""
+    def random_inputs(self, shapes: dict[str, tuple[int, ...]],
+                      seed: int | np.random.Generator = 0) -> dict[str, np.ndarray]:
+        """Seeded random feed for the given input shapes: normal floats, ints in the input's range, random bools.
+
+        `seed` may be a Generator, so a caller drawing many batches continues one random stream."""
         rng = np.random.default_rng(seed)
         feeds = {}
         for inp in self.inputs:

@@ -92,6 +92,17 @@ def _scalars(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _parsed(records: list[dict[str, Any]], parse: Any) -> list[tuple[dict[str, Any], Any]]:
+    """(record, parsed result) for each stored record that parses; damaged records are skipped, not fatal."""
+    out = []
+    for rec in records:
+        try:
+            out.append((rec, parse(rec)))
+        except Exception:
+            continue
+    return out
+
+
 def _guard(parts: list[str], what: str, fn: Any) -> None:
     """Append fn()'s HTML; a chart that cannot be drawn becomes a note, never a failed report."""
     try:
@@ -121,12 +132,7 @@ def write_report(session: "Session", path: str | Path = "report.html", title: st
     _guard(eng, "engines", lambda: table(session.engines()))
 
     bench = rb.section("benchmarks", "Benchmarks")
-    results = []
-    for rec in by_kind.pop("benchmark", []):
-        try:
-            results.append((rec, BenchmarkResult.from_dict(rec)))
-        except Exception:
-            continue
+    results = _parsed(by_kind.pop("benchmark", []), BenchmarkResult.from_dict)
     if results:
         bench.append(table(pd.DataFrame([{"id": r["id"], **b.summary()} for r, b in results])))
         for rec, b in results[-MAX_PER_SECTION:]:
@@ -140,12 +146,7 @@ def write_report(session: "Session", path: str | Path = "report.html", title: st
         bench.append("<p class='muted'>no benchmarks in this workspace yet (Session.benchmark)</p>")
 
     layers = rb.section("layers", "Per-layer profiles")
-    profiles = []
-    for rec in by_kind.pop("profile", []):
-        try:
-            profiles.append((rec, LayerProfile.from_dict(rec)))
-        except Exception:
-            continue
+    profiles = _parsed(by_kind.pop("profile", []), LayerProfile.from_dict)
     if profiles:
         layers.append(table(pd.DataFrame([{"id": r["id"], "engine": p.engine, "layers": len(p.frame),
                                            "runs": p.runs, "total_ms": p.total_ms} for r, p in profiles])))

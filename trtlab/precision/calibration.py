@@ -31,6 +31,7 @@ from trtlab.errors import (
     InputError,
     ModelError,
 )
+from trtlab.model import Model
 from trtlab.precision.calibrators import make_calibrator
 
 # The largest magnitude each quantized type represents: scale = amax / QMAX[dtype].
@@ -452,11 +453,12 @@ def synthetic_batches(
 ) -> Iterator[dict[str, np.ndarray]]:
     """`n` seeded random batches for `model`'s inputs, made one at a time.
 
-    Float inputs are standard normal, integer inputs uniform in [0, 100) (token or class ids),
-    bool inputs random. A dynamic first dimension becomes `batch`, other dynamic dimensions
-    `dynamic_dim`. The same seed gives the same batches.
+    Float inputs are standard normal, integer inputs uniform in the model's declared range (default
+    [0, 100): token or class ids), bool inputs random. A dynamic first dimension becomes `batch`,
+    other dynamic dimensions `dynamic_dim`. The same seed gives the same batches.
     """
-    specs = _input_specs(_as_model(model))
+    proto = _as_model(model)
+    specs = _input_specs(proto)
     shapes = {}
     for spec in specs:
         if spec.shape is None:
@@ -464,28 +466,19 @@ def synthetic_batches(
                 f"model input {spec.name!r} has no shape in the model, so synthetic data cannot be "
                 "made; pass your own batches (an iterable of dicts name -> array)"
             )
+        if spec.dtype.kind not in "fiub":
+            raise InputError(
+                f"model input {spec.name!r} has dtype {spec.dtype}, for which trtlab makes no "
+                "synthetic data; pass your own batches"
+            )
         shapes[spec.name] = tuple(
             d if isinstance(d, int) and d > 0 else (batch if axis == 0 else dynamic_dim)
             for axis, d in enumerate(spec.shape)
         )
+    source = Model(proto)  # the one random-feed generator, continued over the n batches
     rng = np.random.default_rng(seed)
     for _ in range(n):
-        out = {}
-        for spec in specs:
-            shape = shapes[spec.name]
-            kind = spec.dtype.kind
-            if kind == "f":
-                out[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
-            elif kind in "iu":
-                out[spec.name] = rng.integers(0, 100, shape).astype(spec.dtype)
-            elif kind == "b":
-                out[spec.name] = rng.integers(0, 2, shape).astype(bool)
-            else:
-                raise InputError(
-                    f"model input {spec.name!r} has dtype {spec.dtype}, for which trtlab makes no "
-                    "synthetic data; pass your own batches"
-                )
-        yield out
+        yield source.random_inputs(shapes, seed=rng)
 
 
 def _check_batch(batch: Any, index: int, specs: list[_InputSpec]) -> dict[str, np.ndarray]:
