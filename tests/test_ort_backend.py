@@ -102,3 +102,16 @@ def test_graph_optimization_and_threads_reach_the_session(tiny_model, workspace)
     assert len(on.layers()) < 8
     x = off.random_feeds()
     np.testing.assert_allclose(off.run(x)["logits"], on.run(x)["logits"], rtol=1e-4, atol=1e-5)
+
+
+def test_cuda_requested_without_a_gpu_is_refused_wherever_it_stands(monkeypatch):
+    # onnxruntime-gpu installed but no GPU visible: asking for CUDA first (then CPU) must still be refused
+    import onnxruntime
+
+    from trtlab.backends.onnxruntime import provider_names
+    monkeypatch.setattr(onnxruntime, "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    for requested in (["cuda"], ["cuda", "cpu"]):
+        with pytest.raises(BackendUnavailableError, match="no NVIDIA GPU is visible"):
+            provider_names(requested)
+    assert provider_names(None) == ["CPUExecutionProvider"]

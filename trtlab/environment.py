@@ -5,6 +5,7 @@ import importlib
 import os
 import platform
 import sys
+from functools import lru_cache
 from typing import Any
 
 
@@ -14,6 +15,17 @@ def _version(module: str) -> str | None:
     except Exception:
         return None
     return str(getattr(mod, "__version__", "installed"))
+
+
+@lru_cache(maxsize=1)
+def cuda_device_count() -> int:
+    """Number of NVIDIA GPUs NVML sees (0 without a driver); asked once per process, as builds ask often."""
+    try:
+        import pynvml
+        pynvml.nvmlInit()
+        return int(pynvml.nvmlDeviceGetCount())
+    except Exception:
+        return 0
 
 
 def gpu_names() -> list[str]:

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..config import BuildConfig
 from ..errors import BackendUnavailableError, BuildError, ConfigError, InputError, PrecisionNotSupportedError, UnsupportedOpsetError
+from ..environment import cuda_device_count
 from ..model import Model, TensorInfo
 from .base import Backend, Engine, Variant
 
@@ -47,22 +48,12 @@ def provider_names(requested: tuple[str, ...] | list[str] | None) -> list[str]:
                 f"ONNX Runtime provider {n} is not available here (available: {', '.join(available)}); "
                 + ("install onnxruntime-gpu on a machine with an NVIDIA GPU and driver" if n == "CUDAExecutionProvider"
                    else "install the onnxruntime build that has it"))
-    if n == "CUDAExecutionProvider" and cuda_device_count() == 0:
+    if "CUDAExecutionProvider" in names and cuda_device_count() == 0:
         raise BackendUnavailableError("CUDAExecutionProvider is installed but no NVIDIA GPU is visible: "
                                       "use providers=['cpu'] or run on a GPU machine")
     if "CPUExecutionProvider" not in names:
         names.append("CPUExecutionProvider")  # fallback for nodes the GPU provider lacks, as ORT does
     return names
-
-
-def cuda_device_count() -> int:
-    """Number of NVIDIA GPUs NVML sees (0 without a driver)."""
-    try:
-        import pynvml
-        pynvml.nvmlInit()
-        return int(pynvml.nvmlDeviceGetCount())
-    except Exception:
-        return 0
 
 
 def _numpy_dtype(ort_type: str) -> str:
