@@ -221,10 +221,11 @@ class OrtEngine(Engine):
     def save(self, path: str | Path) -> Path:
         """Save the variant ONNX model (what this backend builds from) and metadata JSON beside it."""
         import onnx
+
+        from ..workspace import write_json
         path = Path(path)
         onnx.save(self.variant.model, str(path))
-        Path(str(path) + ".json").write_text(json.dumps({"config": self.config.to_dict(), **self.metadata},
-                                                        indent=2, default=str))
+        write_json(Path(str(path) + ".json"), {"config": self.config.to_dict(), **self.metadata})
         return path
 
     def close(self) -> None:
