@@ -523,3 +523,9 @@ def test_real_nvml(tmp_path):
                               "--query-gpu=name,driver_version,memory.total,power.limit"],
                              capture_output=True, text=True, check=True).stdout.strip().split(", ")
         assert out == [m.gpu_name, m.driver_version, str(s[F.GPU_MEM_TOTAL]), f"{s[F.POWER_LIMIT]:.2f}"]
+
+
+def test_work_shorter_than_one_interval_still_gets_a_sample():
+    m = Monitor(interval=10.0, source="psutil").start()
+    m.stop()  # long before the first tick
+    assert len(m.samples) == 1 and not m.running

@@ -118,6 +118,8 @@ class Monitor:
                 deadline = now + period
             self._cpu_seconds = time.thread_time() - cpu0
             self._elapsed_s = time.perf_counter() - self._t0
+        if not self._samples:  # stopped within the first interval: one sample, so short work is still seen
+            self._sample(time.perf_counter())
         self._cpu_seconds = time.thread_time() - cpu0
         self._elapsed_s = time.perf_counter() - self._t0
 
