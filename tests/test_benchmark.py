@@ -8,7 +8,7 @@ import pytest
 
 import trtlab
 from trtlab.analysis.benchmark import BenchmarkResult, latency_stats
-from trtlab.analysis.layers import fused_coverage, parse_ort_profile
+from trtlab.tables import fused_coverage, parse_ort_profile
 from trtlab.errors import ConfigError
 
 

@@ -10,7 +10,7 @@ import pytest
 
 import trtlab
 from trtlab.analysis.benchmark import run_benchmark
-from trtlab.analysis.layers import COLUMNS
+from trtlab.tables import COLUMNS
 from trtlab.backends.tensorrt import TensorRTBackend, _import
 from trtlab.backends.tensorrt._import import TrtApi
 from trtlab.backends.tensorrt.plan import check_compatible

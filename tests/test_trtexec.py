@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from trtlab.analysis.benchmark import BenchmarkResult
-from trtlab.analysis.layers import COLUMNS, LayerProfile
+from trtlab.tables import COLUMNS, LayerProfile, parse_format, parse_layer_info
 from trtlab.errors import TrtexecFormatError
-from trtlab.trtexec import load_trtexec, parse_format, parse_layer_info
+from trtlab.trtexec import load_trtexec
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "trtexec"
 if not DATA.is_dir():

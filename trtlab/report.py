@@ -117,7 +117,7 @@ def write_report(session: "Session", path: str | Path = "report.html", title: st
     """Write the session's report to `path` and return the path."""
     from . import plots
     from .analysis.benchmark import BenchmarkResult
-    from .analysis.layers import LayerProfile
+    from .tables import LayerProfile
 
     rb = ReportBuilder(title or f"trtlab report: {session.model.name}")
     records = session.workspace.results()

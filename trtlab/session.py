@@ -277,7 +277,7 @@ class Session:
     def load_result(self, result_id: str) -> Any:
         """Reload a stored benchmark or profile as its result object (others as the JSON dict)."""
         from .analysis.benchmark import BenchmarkResult
-        from .analysis.layers import LayerProfile
+        from .tables import LayerProfile
         for rec in self.workspace.results():
             if rec["id"] == result_id:
                 if rec["kind"] == "benchmark":

@@ -11,138 +11,8 @@ import numpy as np
 import pandas as pd
 
 from .analysis.benchmark import BenchmarkResult
-from .analysis.layers import LayerProfile, make_profile
 from .errors import TrtexecFormatError
-
-LAYER_COLUMNS = ["name", "type", "precision", "inputs", "outputs", "input_shapes", "output_shapes",
-                 "input_formats", "output_formats", "tactic", "origin", "is_reformat", "parameter_type", "fused_from"]
-
-# dtype words in the engine inspector's "Format/Datatype" text, checked in this order
-_DTYPES = [("bfloat16", "bf16"), ("bf16", "bf16"), ("fp16", "fp16"), ("half", "fp16"), ("fp32", "fp32"), ("float", "fp32"),
-           ("fp8", "fp8"), ("int8", "int8"), ("uint8", "uint8"), ("int32", "int32"), ("int64", "int64"),
-           ("int4", "int4"), ("fp4", "fp4"), ("bool", "bool")]
-_WIDE = {"two": 2, "four": 4, "eight": 8, "sixteen": 16, "thirty-two": 32}
-
-
-def parse_format(text: str) -> tuple[str, str]:
-    """Split an inspector 'Format/Datatype' text into (TensorFormat name, dtype), e.g. ('CHW32', 'int8')."""
-    low = str(text).lower()
-    dtype = next((d for word, d in _DTYPES if re.search(rf"\b{word}\b", low)), "unknown")
-    m = re.search(r"([a-z-]+) wide channel vectorized", low)
-    if m and m.group(1) in _WIDE:
-        fmt = f"CHW{_WIDE[m.group(1)]}"
-    elif "channel major" in low:
-        k = re.search(r"channel\s*%\s*(\d+)", low)
-        fmt = f"HWC{k.group(1)}" if k else "HWC"
-    elif "row major linear" in low or low.startswith("linear"):
-        fmt = "LINEAR"
-    elif re.match(r"\s*\((\w+)\)", str(text)):
-        fmt = re.match(r"\s*\((\w+)\)", str(text)).group(1).upper()  # build-log style '(Transposed) ...'
-    else:
-        fmt = re.sub(rf"\s*\b{dtype}\b\s*", " ", str(text), flags=re.I).strip() or "unknown"
-    return fmt, dtype
-
-
-def _tensor(entry: Any, path: str, layer: str) -> dict[str, Any]:
-    if isinstance(entry, str):  # non-detailed verbosity lists names only
-        return {"name": entry, "dims": None, "format": None, "dtype": None, "format_desc": None}
-    if not isinstance(entry, dict) or "Name" not in entry:
-        raise TrtexecFormatError(f"{path}: layer {layer!r} has a tensor entry {entry!r}; expected a dict with "
-                                 f"'Name', 'Dimensions' and 'Format/Datatype' as trtexec --exportLayerInfo writes")
-    desc = entry.get("Format/Datatype")
-    fmt, dtype = parse_format(desc) if desc else (None, None)
-    dims = entry.get("Dimensions")
-    return {"name": entry["Name"], "dims": list(dims) if dims is not None else None, "format": fmt,
-            "dtype": dtype, "format_desc": desc}
-
-
-def parse_layer_info(data: Any, path: str = "<layer info>") -> pd.DataFrame:
-    """The engine inspector's JSON (dict with 'Layers', or a list of layers) as one row per engine layer."""
-    if isinstance(data, (str, bytes)):
-        try:
-            data = json.loads(data)
-        except json.JSONDecodeError as exc:
-            raise TrtexecFormatError(f"{path}: not JSON ({exc}); expected the engine inspector's output "
-                                     f"(trtexec --exportLayerInfo)") from None
-    layers = data.get("Layers") if isinstance(data, dict) else data
-    if not isinstance(layers, list):
-        raise TrtexecFormatError(f"{path}: expected a JSON object with a 'Layers' list (trtexec --exportLayerInfo "
-                                 f"with --profilingVerbosity=detailed), got {type(data).__name__} "
-                                 f"with keys {sorted(data)[:5] if isinstance(data, dict) else '-'}")
-    rows = []
-    for k, layer in enumerate(layers):
-        if isinstance(layer, str):
-            # ProfilingVerbosity LAYER_NAMES_ONLY: each layer is just its name
-            rows.append({"name": layer, "type": None, "precision": None, "inputs": [], "outputs": [],
-                         "input_shapes": [], "output_shapes": [], "input_formats": [], "output_formats": [],
-                         "tactic": None, "origin": None, "is_reformat": False, "parameter_type": None,
-                         "fused_from": _fused_from(layer, {})})
-            continue
-        if not isinstance(layer, dict) or "Name" not in layer:
-            raise TrtexecFormatError(f"{path}: layer {k} is {str(layer)[:80]!r}; expected a layer name or a dict "
-                                     f"with 'Name', 'LayerType', 'Inputs', 'Outputs'")
-        name = layer["Name"]
-        ins = [_tensor(t, path, name) for t in layer.get("Inputs", [])]
-        outs = [_tensor(t, path, name) for t in layer.get("Outputs", [])]
-        typ, origin = layer.get("LayerType"), layer.get("Origin")
-        fused = _fused_from(name, {"type": typ}, layer.get("Metadata"))
-        # the math precision: a compute layer's input type (int8 convs often write fp32); a reformat's target type
-        first = ((outs if typ == "Reformat" else ins) or outs or ins or [{}])[0]
-        rows.append({
-            "name": name, "type": typ, "precision": first.get("dtype"), "inputs": ins, "outputs": outs,
-            "input_shapes": [t["dims"] for t in ins], "output_shapes": [t["dims"] for t in outs],
-            "input_formats": [t["format"] for t in ins], "output_formats": [t["format"] for t in outs],
-            "tactic": layer.get("TacticName") or layer.get("TacticValue"), "origin": origin,
-            # Reformat layers from Q/DQ nodes are the model's own quantize steps, not layers TensorRT inserted;
-            # Myelin's layout 'Move' kernels (no ONNX origin) are reformats it inserted
-            "is_reformat": (typ == "Reformat" and origin != "QDQ")
-                           or (not fused and re.search(r"(^|_)Move(_|$)", name) is not None),
-            "parameter_type": layer.get("ParameterType"), "fused_from": fused})
-    return pd.DataFrame(rows, columns=LAYER_COLUMNS)
-
-
-def parse_profile(data: Any, path: str = "<profile>") -> tuple[int, list[dict[str, Any]]]:
-    """trtexec --exportProfile JSON -> (number of profiled runs, one dict per layer with times in ms)."""
-    if not isinstance(data, list) or not data:
-        raise TrtexecFormatError(f"{path}: expected a JSON list [{{'count': N}}, {{'name', 'timeMs', 'averageMs', "
-                                 f"'medianMs', 'percentage'}}, ...] as trtexec --exportProfile writes")
-    head, rest = (data[0], data[1:]) if isinstance(data[0], dict) and "count" in data[0] else ({}, data)
-    out = []
-    for k, rec in enumerate(rest):
-        if not isinstance(rec, dict) or "name" not in rec or not ("averageMs" in rec or "timeMs" in rec):
-            raise TrtexecFormatError(f"{path}: entry {k + 1} is {str(rec)[:80]!r}; expected a dict with 'name' and "
-                                     f"'averageMs' (trtexec --exportProfile)")
-        out.append(rec)
-    return int(head.get("count", 0)), out
-
-
-def _fused_from(name: str, layer: dict[str, Any], metadata: str | None = None) -> list[str]:
-    """ONNX nodes a layer covers: from its '[ONNX Layer: a][ONNX Layer: b]' metadata, else 'A + B + C' naming."""
-    if metadata:
-        found = re.findall(r"\[ONNX Layer: (.*?)\]", metadata)
-        if found:
-            return list(dict.fromkeys(found))
-    if layer.get("type") == "Reformat" or name.startswith("Reformatting CopyNode") or " + " not in name:
-        return []
-    return name.split(" + ")
-
-
-_TIME_KEYS = ("startH2dMs", "endD2hMs", "computeMs")
-
-
-def parse_times(data: Any, path: str = "<times>") -> pd.DataFrame:
-    """trtexec --exportTimes JSON -> one row per inference with its timestamps and durations (ms)."""
-    if not isinstance(data, list):
-        raise TrtexecFormatError(f"{path}: expected a JSON list of per-inference records (trtexec --exportTimes), "
-                                 f"got {type(data).__name__}")
-    for k, rec in enumerate(data):
-        if not isinstance(rec, dict) or any(key not in rec for key in _TIME_KEYS):
-            raise TrtexecFormatError(f"{path}: record {k} is {str(rec)[:80]!r}; expected a dict with "
-                                     f"{', '.join(_TIME_KEYS)} (trtexec --exportTimes)")
-    f = pd.DataFrame(data)
-    if "latencyMs" not in f:
-        f["latencyMs"] = f["endD2hMs"] - f["startH2dMs"]  # trtexec's latency: H2D start to D2H end
-    return f
+from .tables import LayerProfile, fused_nodes, make_profile, parse_layer_info, parse_profile, parse_times
 
 
 def _read_json(path: str | Path, what: str) -> Any:
@@ -196,7 +66,7 @@ class TrtexecReport:
                          "precision": li.get("precision"), "input_shapes": li.get("input_shapes", []),
                          "output_shapes": li.get("output_shapes", []),
                          "median_ms": float(rec.get("medianMs", mean)), "mean_ms": mean,
-                         "count": runs, "fused_from": li.get("fused_from") or _fused_from(rec["name"], li)})
+                         "count": runs, "fused_from": li.get("fused_from") or fused_nodes(rec["name"], li)})
         return make_profile(rows, engine=self.name, runs=runs, batch=self.batch, source="trtexec",
                             meta={"device": self.device, "total_time_ms": sum(float(r.get("timeMs", 0))
                                                                                for r in recs)})
@@ -349,4 +219,4 @@ def load_trtexec(folder: str | Path | None = None, *, layer_info: str | Path | N
     return report
 
 
-__all__ = ["TrtexecReport", "load_trtexec", "parse_format", "parse_layer_info", "parse_profile", "parse_times"]
+__all__ = ["TrtexecReport", "load_trtexec"]

@@ -10,7 +10,7 @@ from .. import plots
 from .common import error_html, figure_widget, note_html, section, set_figure
 
 if TYPE_CHECKING:
-    from ..analysis.layers import LayerProfile
+    from ..tables import LayerProfile
     from ..backends.base import Engine
     from ..session import Session
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import onnx
     import pandas as pd
 
-    from ..analysis.layers import LayerProfile
+    from ..tables import LayerProfile
     from ..events import Reporter
 
 

@@ -17,7 +17,7 @@ from ..model import Model, TensorInfo
 from .base import Backend, Engine, Variant
 
 if TYPE_CHECKING:
-    from ..analysis.layers import LayerProfile
+    from ..tables import LayerProfile
     from ..events import Reporter
 
 PROVIDER_ALIASES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
@@ -171,7 +171,7 @@ class OrtEngine(Engine):
 
     def profile_layers(self, feeds: Mapping[str, np.ndarray], runs: int = 20, warmup: int = 3,
                        reporter: "Reporter | None" = None) -> "LayerProfile":
-        from ..analysis.layers import parse_ort_profile
+        from ..tables import parse_ort_profile
         ort = _ort()
         feeds = self.check_feeds(feeds)
         with tempfile.TemporaryDirectory(prefix="trtlab-prof-") as tmp:

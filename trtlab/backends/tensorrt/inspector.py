@@ -53,5 +53,5 @@ def oneline_to_layers(lines: list[str]) -> list[dict[str, Any]]:
 
 def layers_from_log(log_text: str, where: str = "build log") -> pd.DataFrame:
     """The engine's layer table from a build log (empty when the log has no layer dump)."""
-    from ...trtexec import parse_layer_info
+    from ...tables import parse_layer_info
     return parse_layer_info({"Layers": oneline_to_layers(layer_lines(log_text))}, where)

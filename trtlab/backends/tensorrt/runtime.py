@@ -21,7 +21,7 @@ from .plan import save_plan
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ...analysis.layers import LayerProfile
+    from ...tables import LayerProfile
     from ...events import Reporter
     from ...model import Model
     from ..base import Variant
@@ -347,7 +347,7 @@ class TensorRTEngine(Engine):
     def profile_layers(self, feeds: Mapping[str, np.ndarray], runs: int = 20, warmup: int = 3,
                        reporter: "Reporter | None" = None) -> "LayerProfile":
         """IProfiler per-layer times over `runs` synchronous executions (same table as ONNX Runtime)."""
-        from ...analysis.layers import make_profile
+        from ...tables import make_profile
         feeds = self.check_feeds(feeds)
         c = self._context()
         self._prepare(c, feeds, stream=False)
@@ -385,7 +385,7 @@ class TensorRTEngine(Engine):
         """IEngineInspector layer information: fused layers, tactics, formats, precisions (as trtexec's).
 
         Without a GPU the same table comes from the layer dump TensorRT logged while building this plan."""
-        from ...trtexec import parse_layer_info
+        from ...tables import parse_layer_info
         lines = self.metadata.get("build_layers")
         if lines and self._trt_engine is None and running_device() is None:
             from .inspector import oneline_to_layers

@@ -1,0 +1,302 @@
+"""Per-layer tables, the same for every backend and for trtexec exports, and the parsers that make them.
+
+`LayerProfile` is one engine's per-layer times (one row per executed layer, each naming the ONNX nodes it covers in
+`fused_from`); ONNX Runtime's profiling JSON, TensorRT's engine-inspector layer info and trtexec's exports are parsed
+here. This module sits below the backends: backends and analyses import it, it imports neither.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import TrtexecFormatError
+
+COLUMNS = ["name", "op_type", "provider", "precision", "input_shapes", "output_shapes", "median_ms", "mean_ms",
+           "min_ms", "max_ms", "count", "share", "fused_from"]
+
+
+@dataclass
+class LayerProfile:
+    """Per-layer times of one engine: `to_frame()` (one row per layer) and `by_op_type()`."""
+
+    frame: pd.DataFrame
+    engine: str = ""
+    runs: int = 0
+    batch: int | None = None
+    source: str = "onnxruntime"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per executed layer, in execution order, with median/mean time and share of total."""
+        return self.frame.copy()
+
+    def by_op_type(self) -> pd.DataFrame:
+        """Time aggregated by op type: layers, total median ms, share; largest first."""
+        f = self.frame
+        g = f.groupby("op_type", sort=False).agg(layers=("name", "count"), total_ms=("median_ms", "sum"))
+        g["share"] = g["total_ms"] / max(float(f["median_ms"].sum()), 1e-12)
+        return g.sort_values("total_ms", ascending=False).reset_index()
+
+    def top(self, n: int = 10) -> pd.DataFrame:
+        """The n slowest layers."""
+        return self.frame.sort_values("median_ms", ascending=False).head(n).reset_index(drop=True)
+
+    @property
+    def total_ms(self) -> float:
+        """Sum of median layer times (ms)."""
+        return float(self.frame["median_ms"].sum())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (what the workspace stores)."""
+        return {"kind": "profile", "engine": self.engine, "runs": self.runs, "batch": self.batch,
+                "source": self.source, "meta": self.meta, "total_ms": self.total_ms,
+                "layers": json.loads(self.frame.to_json(orient="records"))}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "LayerProfile":
+        """Inverse of to_dict()."""
+        return cls(pd.DataFrame(data["layers"], columns=COLUMNS), data.get("engine", ""), data.get("runs", 0),
+                   data.get("batch"), data.get("source", ""), data.get("meta", {}))
+
+    def __str__(self) -> str:
+        top = self.top(15)
+        lines = [f"Per-layer profile of {self.engine} ({len(self.frame)} layers, {self.runs} runs, "
+                 f"total {self.total_ms:.3f} ms)",
+                 f"{'layer':48s} {'op':18s} {'median ms':>10s} {'share':>7s}"]
+        for r in top.itertuples():
+            lines.append(f"{str(r.name)[:48]:48s} {str(r.op_type)[:18]:18s} {r.median_ms:10.4f} {r.share:7.1%}")
+        if len(self.frame) > len(top):
+            lines.append(f"... {len(self.frame) - len(top)} more layers")
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        return (f"<b>Per-layer profile</b> {self.engine}: {len(self.frame)} layers, {self.runs} runs, total "
+                f"{self.total_ms:.3f} ms" + self.top(15)[["name", "op_type", "provider", "median_ms", "share"]]
+                .to_html(index=False, float_format=lambda v: f"{v:.4g}"))
+
+
+def make_profile(rows: list[dict[str, Any]], **kw: Any) -> LayerProfile:
+    """Build a LayerProfile from row dicts (missing columns filled), computing each layer's share."""
+    frame = pd.DataFrame(rows)
+    for col in COLUMNS:
+        if col not in frame:
+            frame[col] = None if col not in ("median_ms", "mean_ms", "min_ms", "max_ms", "count", "share") else np.nan
+    total = float(frame["median_ms"].sum()) if len(frame) else 0.0
+    frame["share"] = frame["median_ms"] / total if total > 0 else 0.0
+    return LayerProfile(frame[COLUMNS].reset_index(drop=True), **kw)
+
+
+_PRECISION = {"float": "fp32", "float16": "fp16", "bfloat16": "bf16", "int8": "int8", "uint8": "int8",
+              "double": "fp64", "int64": "int64", "int32": "int32", "bool": "bool"}
+
+
+def _shapes(entries: list[dict[str, Any]] | None) -> list[list[int]]:
+    return [next(iter(e.values())) for e in entries or [] if e]
+
+
+def fused_coverage(original: Any, optimized: Any) -> dict[str, list[str]]:
+    """For each node ONNX Runtime created by fusion, the original nodes it covers (traced through tensors)."""
+    orig_outputs = {n.name: list(n.output) for n in original.graph.node}
+    producer = {o: n for n in original.graph.node for o in n.output if o}
+    opt_tensors = {t for n in optimized.graph.node for t in list(n.input) + list(n.output)}
+    opt_tensors |= {i.name for i in optimized.graph.input} | {i.name for i in optimized.graph.initializer}
+    cover: dict[str, list[str]] = {}
+    for node in optimized.graph.node:
+        if orig_outputs.get(node.name) == list(node.output):
+            continue  # the original node, unchanged
+        seen: list[str] = []
+        stack = [o for o in node.output if o in producer]
+        while stack:
+            src = producer[stack.pop()]
+            if src.name in seen:
+                continue
+            seen.append(src.name)
+            # walk back until a tensor that also exists in the optimized graph: that is this node's boundary
+            stack.extend(i for i in src.input if i in producer and i not in opt_tensors)
+        order = {n.name: k for k, n in enumerate(original.graph.node)}
+        cover[node.name] = sorted(seen, key=order.get)
+    return cover
+
+
+def parse_ort_profile(events: list[dict[str, Any]], skip_runs: int = 0, original: Any = None,
+                      optimized: Any = None, engine: str = "", batch: int | None = None) -> LayerProfile:
+    """Turn ONNX Runtime's enable_profiling JSON into a LayerProfile, dropping the first `skip_runs` runs."""
+    runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
+    kept = runs[skip_runs:]
+
+    def run_index(ts: float) -> int | None:
+        for k, (a, b) in enumerate(kept):
+            if a <= ts <= b:
+                return k
+        return None
+
+    times: dict[str, list[float]] = {}
+    info: dict[str, dict[str, Any]] = {}
+    order: list[str] = []
+    for e in events:
+        if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time"):
+            continue
+        if kept and run_index(e["ts"]) is None:
+            continue
+        name = e["name"][: -len("_kernel_time")]
+        args = e.get("args", {})
+        if name not in info:
+            order.append(name)
+            info[name] = {"op_type": args.get("op_name"), "provider": args.get("provider"),
+                          "input_shapes": _shapes(args.get("input_type_shape")),
+                          "output_shapes": _shapes(args.get("output_type_shape")),
+                          "precision": _PRECISION.get(next(iter((args.get("output_type_shape") or [{}])[0]), None))}
+        times.setdefault(name, []).append(e["dur"] / 1000.0)
+    cover = fused_coverage(original, optimized) if original is not None and optimized is not None else {}
+    rows = []
+    for name in order:
+        t = np.asarray(times[name])
+        rows.append({"name": name, **info[name], "median_ms": float(np.median(t)), "mean_ms": float(t.mean()),
+                     "min_ms": float(t.min()), "max_ms": float(t.max()), "count": int(t.size),
+                     "fused_from": cover.get(name, [])})
+    return make_profile(rows, engine=engine, runs=len(kept), batch=batch, source="onnxruntime")
+
+
+def load_profile(path: str | Path) -> LayerProfile:
+    """Read a profile JSON written by the workspace."""
+    return LayerProfile.from_dict(json.loads(Path(path).read_text()))
+
+
+# ---- TensorRT engine-inspector layer info and trtexec exports ----------------------------------------
+LAYER_COLUMNS = ["name", "type", "precision", "inputs", "outputs", "input_shapes", "output_shapes",
+                 "input_formats", "output_formats", "tactic", "origin", "is_reformat", "parameter_type", "fused_from"]
+
+# dtype words in the engine inspector's "Format/Datatype" text, checked in this order
+_DTYPES = [("bfloat16", "bf16"), ("bf16", "bf16"), ("fp16", "fp16"), ("half", "fp16"), ("fp32", "fp32"), ("float", "fp32"),
+           ("fp8", "fp8"), ("int8", "int8"), ("uint8", "uint8"), ("int32", "int32"), ("int64", "int64"),
+           ("int4", "int4"), ("fp4", "fp4"), ("bool", "bool")]
+_WIDE = {"two": 2, "four": 4, "eight": 8, "sixteen": 16, "thirty-two": 32}
+
+
+def parse_format(text: str) -> tuple[str, str]:
+    """Split an inspector 'Format/Datatype' text into (TensorFormat name, dtype), e.g. ('CHW32', 'int8')."""
+    low = str(text).lower()
+    dtype = next((d for word, d in _DTYPES if re.search(rf"\b{word}\b", low)), "unknown")
+    m = re.search(r"([a-z-]+) wide channel vectorized", low)
+    if m and m.group(1) in _WIDE:
+        fmt = f"CHW{_WIDE[m.group(1)]}"
+    elif "channel major" in low:
+        k = re.search(r"channel\s*%\s*(\d+)", low)
+        fmt = f"HWC{k.group(1)}" if k else "HWC"
+    elif "row major linear" in low or low.startswith("linear"):
+        fmt = "LINEAR"
+    elif re.match(r"\s*\((\w+)\)", str(text)):
+        fmt = re.match(r"\s*\((\w+)\)", str(text)).group(1).upper()  # build-log style '(Transposed) ...'
+    else:
+        fmt = re.sub(rf"\s*\b{dtype}\b\s*", " ", str(text), flags=re.I).strip() or "unknown"
+    return fmt, dtype
+
+
+def _tensor(entry: Any, path: str, layer: str) -> dict[str, Any]:
+    if isinstance(entry, str):  # non-detailed verbosity lists names only
+        return {"name": entry, "dims": None, "format": None, "dtype": None, "format_desc": None}
+    if not isinstance(entry, dict) or "Name" not in entry:
+        raise TrtexecFormatError(f"{path}: layer {layer!r} has a tensor entry {entry!r}; expected a dict with "
+                                 f"'Name', 'Dimensions' and 'Format/Datatype' as trtexec --exportLayerInfo writes")
+    desc = entry.get("Format/Datatype")
+    fmt, dtype = parse_format(desc) if desc else (None, None)
+    dims = entry.get("Dimensions")
+    return {"name": entry["Name"], "dims": list(dims) if dims is not None else None, "format": fmt,
+            "dtype": dtype, "format_desc": desc}
+
+
+def parse_layer_info(data: Any, path: str = "<layer info>") -> pd.DataFrame:
+    """The engine inspector's JSON (dict with 'Layers', or a list of layers) as one row per engine layer."""
+    if isinstance(data, (str, bytes)):
+        try:
+            data = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise TrtexecFormatError(f"{path}: not JSON ({exc}); expected the engine inspector's output "
+                                     f"(trtexec --exportLayerInfo)") from None
+    layers = data.get("Layers") if isinstance(data, dict) else data
+    if not isinstance(layers, list):
+        raise TrtexecFormatError(f"{path}: expected a JSON object with a 'Layers' list (trtexec --exportLayerInfo "
+                                 f"with --profilingVerbosity=detailed), got {type(data).__name__} "
+                                 f"with keys {sorted(data)[:5] if isinstance(data, dict) else '-'}")
+    rows = []
+    for k, layer in enumerate(layers):
+        if isinstance(layer, str):
+            # ProfilingVerbosity LAYER_NAMES_ONLY: each layer is just its name
+            rows.append({"name": layer, "type": None, "precision": None, "inputs": [], "outputs": [],
+                         "input_shapes": [], "output_shapes": [], "input_formats": [], "output_formats": [],
+                         "tactic": None, "origin": None, "is_reformat": False, "parameter_type": None,
+                         "fused_from": fused_nodes(layer, {})})
+            continue
+        if not isinstance(layer, dict) or "Name" not in layer:
+            raise TrtexecFormatError(f"{path}: layer {k} is {str(layer)[:80]!r}; expected a layer name or a dict "
+                                     f"with 'Name', 'LayerType', 'Inputs', 'Outputs'")
+        name = layer["Name"]
+        ins = [_tensor(t, path, name) for t in layer.get("Inputs", [])]
+        outs = [_tensor(t, path, name) for t in layer.get("Outputs", [])]
+        typ, origin = layer.get("LayerType"), layer.get("Origin")
+        fused = fused_nodes(name, {"type": typ}, layer.get("Metadata"))
+        # the math precision: a compute layer's input type (int8 convs often write fp32); a reformat's target type
+        first = ((outs if typ == "Reformat" else ins) or outs or ins or [{}])[0]
+        rows.append({
+            "name": name, "type": typ, "precision": first.get("dtype"), "inputs": ins, "outputs": outs,
+            "input_shapes": [t["dims"] for t in ins], "output_shapes": [t["dims"] for t in outs],
+            "input_formats": [t["format"] for t in ins], "output_formats": [t["format"] for t in outs],
+            "tactic": layer.get("TacticName") or layer.get("TacticValue"), "origin": origin,
+            # Reformat layers from Q/DQ nodes are the model's own quantize steps, not layers TensorRT inserted;
+            # Myelin's layout 'Move' kernels (no ONNX origin) are reformats it inserted
+            "is_reformat": (typ == "Reformat" and origin != "QDQ")
+                           or (not fused and re.search(r"(^|_)Move(_|$)", name) is not None),
+            "parameter_type": layer.get("ParameterType"), "fused_from": fused})
+    return pd.DataFrame(rows, columns=LAYER_COLUMNS)
+
+
+def parse_profile(data: Any, path: str = "<profile>") -> tuple[int, list[dict[str, Any]]]:
+    """trtexec --exportProfile JSON -> (number of profiled runs, one dict per layer with times in ms)."""
+    if not isinstance(data, list) or not data:
+        raise TrtexecFormatError(f"{path}: expected a JSON list [{{'count': N}}, {{'name', 'timeMs', 'averageMs', "
+                                 f"'medianMs', 'percentage'}}, ...] as trtexec --exportProfile writes")
+    head, rest = (data[0], data[1:]) if isinstance(data[0], dict) and "count" in data[0] else ({}, data)
+    out = []
+    for k, rec in enumerate(rest):
+        if not isinstance(rec, dict) or "name" not in rec or not ("averageMs" in rec or "timeMs" in rec):
+            raise TrtexecFormatError(f"{path}: entry {k + 1} is {str(rec)[:80]!r}; expected a dict with 'name' and "
+                                     f"'averageMs' (trtexec --exportProfile)")
+        out.append(rec)
+    return int(head.get("count", 0)), out
+
+
+def fused_nodes(name: str, layer: dict[str, Any], metadata: str | None = None) -> list[str]:
+    """ONNX nodes a layer covers: from its '[ONNX Layer: a][ONNX Layer: b]' metadata, else 'A + B + C' naming."""
+    if metadata:
+        found = re.findall(r"\[ONNX Layer: (.*?)\]", metadata)
+        if found:
+            return list(dict.fromkeys(found))
+    if layer.get("type") == "Reformat" or name.startswith("Reformatting CopyNode") or " + " not in name:
+        return []
+    return name.split(" + ")
+
+
+_TIME_KEYS = ("startH2dMs", "endD2hMs", "computeMs")
+
+
+def parse_times(data: Any, path: str = "<times>") -> pd.DataFrame:
+    """trtexec --exportTimes JSON -> one row per inference with its timestamps and durations (ms)."""
+    if not isinstance(data, list):
+        raise TrtexecFormatError(f"{path}: expected a JSON list of per-inference records (trtexec --exportTimes), "
+                                 f"got {type(data).__name__}")
+    for k, rec in enumerate(data):
+        if not isinstance(rec, dict) or any(key not in rec for key in _TIME_KEYS):
+            raise TrtexecFormatError(f"{path}: record {k} is {str(rec)[:80]!r}; expected a dict with "
+                                     f"{', '.join(_TIME_KEYS)} (trtexec --exportTimes)")
+    f = pd.DataFrame(data)
+    if "latencyMs" not in f:
+        f["latencyMs"] = f["endD2hMs"] - f["startH2dMs"]  # trtexec's latency: H2D start to D2H end
+    return f
