@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pandas as pd  # noqa: E402
 
 from trtlab import zoo  # noqa: E402
-from trtlab.analysis.sweep import SweepResult, SweepSpec, _markdown  # noqa: E402
+from trtlab.analysis.sweep import SweepResult, SweepSpec, markdown_table  # noqa: E402
 from trtlab.monitor import Monitor  # noqa: E402
 from trtlab.session import Session  # noqa: E402
 
@@ -201,7 +201,7 @@ def sweep_model(run: Run, s: Session, model: str, build: dict[str, Any], mon: Mo
             f"{best['samples_per_s']:,.0f} samples/s, p99 {best['latency_p99_ms']:.2f} ms\n\n" if best is not None
             else "")
     run.md.setdefault("sweeps", "## Sweeps (samples/s = inferences/s x batch; utilization from the monitor)\n\n")
-    run.md["sweeps"] += f"### {model}\n\n{head}{sentences}\n\n{_markdown(table)}\n\n"
+    run.md["sweeps"] += f"### {model}\n\n{head}{sentences}\n\n{markdown_table(table)}\n\n"
     run.summary.setdefault("sweeps", {})[model] = {
         "points": len(f), "ok": int((f["status"] == "ok").sum()), "knees": k.drop(columns=["sentence"]).to_dict(
             "records") if len(k) else [], "sentences": list(k["sentence"]) if len(k) else [],
@@ -250,7 +250,7 @@ def threads_part(run: Run, sessions: dict[str, Session]) -> None:
     f.to_csv(run.out / "threads.csv", index=False)
     run.summary["threads"] = rows
     run.md["threads"] = ("## Thread safety (TensorRT FAQ 2): N threads on one engine, outputs against the "
-                         "single-thread run\n\n" + _markdown(f) + "\n\n")
+                         "single-thread run\n\n" + markdown_table(f) + "\n\n")
 
 
 def tune_part(run: Run, s: Session, model: str) -> None:
@@ -279,7 +279,7 @@ def tune_part(run: Run, s: Session, model: str) -> None:
     except Exception as exc:  # no successful trial
         run.summary["tune"]["error"] = str(exc)
     run.md["tune"] = (f"## Tune ({model}, batch {p['tune_batch']}, {budget:.0f} s budget)\n\n{t.describe()}\n\n"
-                      + _markdown(shown) + "\n\n")
+                      + markdown_table(shown) + "\n\n")
 
 
 def targets(run: Run) -> None:

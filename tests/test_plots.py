@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 import pytest
 
 from trtlab import Session, plots
+from trtlab.analysis.knee import find_knee
 from trtlab.errors import ConfigError
 from trtlab.monitor import Monitor
 
@@ -185,7 +186,6 @@ def test_throughput_vs_batch_marks_the_knee():
     lat = next(t for t in fig.data if t.name == "fp16 latency_p99_ms")
     assert lat.yaxis == "y2" and list(lat.y) == [0.7, 0.8, 0.8, 1, 1.8, 3.5]
     assert fig.layout.xaxis.type == "log"
-    assert plots.knee([1, 2, 4], [10, 10, 10]) == 0
     bare = plots.throughput_vs_batch(sweep[sweep.precision == "fp32"][["batch", "throughput_ips"]], color=None)
     assert len(bare.data) == 2
 
@@ -244,4 +244,4 @@ def test_throughput_vs_batch_from_a_real_sweep(session):
         assert list(line.x) == list(part["batch"])
         np.testing.assert_allclose(line.y, part["throughput_ips"])
         knee = next(t for t in fig.data if t.name == f"{prec} knee")
-        assert knee.x[0] == part["batch"].iloc[plots.knee(part["batch"], part["throughput_ips"])]
+        assert knee.x[0] == find_knee(part["batch"], part["throughput_ips"]).batch

@@ -9,8 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trtlab.analysis.sweep import (SweepResult, SweepSpec, find_knee, knee_sentence, load_sweep, output_shapes,
-                                   point_key, run_concurrent)
+from trtlab.analysis.benchmark import run_concurrent
+from trtlab.analysis.knee import find_knee, knee_sentence
+from trtlab.analysis.sweep import SweepResult, SweepSpec, load_sweep, point_key
+from trtlab.model import output_shapes
 from trtlab.errors import CancelledError, ConfigError
 from trtlab.monitor import Monitor
 from trtlab.session import Session
@@ -173,6 +175,7 @@ def test_knee_ignores_order_and_nan():
     assert k.batch == 16 and k.saturated
     assert find_knee([8], [10.0]).batch == 8 and not find_knee([8], [10.0]).saturated
     assert find_knee([], []).batch is None
+    assert find_knee([1, 2, 4], [10, 10, 10]).batch == 1  # a flat curve: the smallest batch is already the best
     with pytest.raises(ConfigError, match="fraction"):
         find_knee([1, 2], [1, 2], fraction=1.5)
 
@@ -242,7 +245,7 @@ def test_output_shapes_match_onnxruntime(session):
 
 def test_fixed_buffer_runner_binds_outputs_it_owns(session):
     # the CUDA-graph runner's binding logic, exercised on the CPU device (the GPU run only changes the device)
-    from trtlab.analysis.sweep import cuda_graph_runner, timing_engine, uses_cuda_graph
+    from trtlab.analysis.benchmark import cuda_graph_runner, timing_engine, uses_cuda_graph
     engine = session.build(batch=3)
     feeds = engine.random_feeds(1)
     run = cuda_graph_runner(engine, feeds, device="cpu")
@@ -254,7 +257,7 @@ def test_fixed_buffer_runner_binds_outputs_it_owns(session):
 
 
 def test_cuda_graph_engines_refuse_concurrency(session):
-    from trtlab.analysis.sweep import timing_engine, uses_cuda_graph
+    from trtlab.analysis.benchmark import timing_engine, uses_cuda_graph
     engine = session.build(batch=2)
     # pose as a CUDA-graph engine (the flag and option the ORT backend sets on a GPU)
     engine.on_cuda = True

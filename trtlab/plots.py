@@ -14,6 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .analysis.knee import KNEE_FRACTION, find_knee
 from .errors import ConfigError
 
 PALETTE = ("#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B", "#B279A2", "#FF9DA6", "#9D755D",
@@ -429,21 +430,6 @@ def error_growth(compare_frame: pd.DataFrame, value: str | None = None, threshol
 
 
 # ---- sweeps ----------------------------------------------------------------------------------------------
-def knee(batch: Sequence[float], throughput: Sequence[float], fraction: float = 0.9) -> int | None:
-    """Index of the smallest batch reaching `fraction` of the best throughput (where larger batches stop paying)."""
-    b = np.asarray(batch, dtype=float)
-    t = np.asarray(throughput, dtype=float)
-    ok = ~np.isnan(t)
-    if not ok.any():
-        return None
-    best = np.nanmax(t)
-    order = np.argsort(b)
-    for i in order:
-        if ok[i] and t[i] >= fraction * best:
-            return int(i)
-    return None
-
-
 def throughput_vs_batch(sweep_frame: pd.DataFrame, x: str = "batch", y: str = "throughput_ips",
                         color: str | None = "precision", latency: str | None = "latency_p99_ms",
                         mark_knee: bool = True, title: str | None = None) -> go.Figure:
@@ -468,13 +454,13 @@ def throughput_vs_batch(sweep_frame: pd.DataFrame, x: str = "batch", y: str = "t
                                      hovertemplate=f"{label}<br>{x} %{{x}}<br>%{{y:.3f}} ms<extra></extra>"),
                           secondary_y=True)
         if mark_knee:
-            i = knee(part[x].to_numpy(), part[y].to_numpy())
-            if i is not None:
-                fig.add_trace(go.Scatter(x=[part[x].iloc[i]], y=[part[y].iloc[i]], mode="markers",
+            k = find_knee(part[x].to_numpy(), part[y].to_numpy(), KNEE_FRACTION)
+            if k.batch is not None:
+                fig.add_trace(go.Scatter(x=[k.batch], y=[k.throughput], mode="markers",
                                          name=f"{label} knee", legendgroup=label,
                                          marker=dict(size=14, color=c, symbol="star", line=dict(width=1, color="#000")),
-                                         hovertext=[f"knee ({label}): {x} {part[x].iloc[i]} reaches 90% of the best "
-                                                    f"throughput"], hoverinfo="text"), secondary_y=False)
+                                         hovertext=[f"knee ({label}): {x} {k.batch} reaches {KNEE_FRACTION:.0%} of the "
+                                                    f"best throughput"], hoverinfo="text"), secondary_y=False)
     fig.update_xaxes(title_text=x, type="log" if f[x].min() > 0 and f[x].max() / max(f[x].min(), 1) >= 16 else "linear")
     fig.update_yaxes(title_text=f"throughput [{unit}]" if unit else y, secondary_y=False)
     if has_lat:
@@ -483,6 +469,6 @@ def throughput_vs_batch(sweep_frame: pd.DataFrame, x: str = "batch", y: str = "t
     return fig
 
 
-__all__ = ["deviation_ratio", "empty_figure", "error_growth", "first_divergence", "fp16_range_counts", "knee",
+__all__ = ["deviation_ratio", "empty_figure", "error_growth", "first_divergence", "fp16_range_counts",
            "latency_histogram", "latency_timeline", "layer_comparison", "layer_timings", "monitor_groups",
            "monitor_timeline", "op_type_breakdown", "throughput_vs_batch"]

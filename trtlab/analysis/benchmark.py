@@ -1,10 +1,13 @@
-"""Benchmark: warm-up, then timed iterations or a duration; latency statistics and a trtexec-style summary."""
+"""Benchmark: warm-up, then timed iterations or a duration, in one thread or several at once; latency statistics and
+a trtexec-style summary."""
 from __future__ import annotations
 
 import json
+import math
+import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -212,3 +215,123 @@ def load_benchmark(path: str) -> BenchmarkResult:
     """Read a benchmark JSON written by the workspace."""
     with open(path) as fh:
         return BenchmarkResult.from_dict(json.load(fh))
+
+
+# ---- CUDA graphs: fixed device buffers --------------------------------------------------------------
+def uses_cuda_graph(engine: "Engine") -> bool:
+    """True for an ONNX Runtime CUDA engine built with cuda_options={"enable_cuda_graph": "1"}."""
+    return bool(getattr(engine, "uses_cuda_graph", False))
+
+
+def cuda_graph_runner(engine: "Engine", feeds: Mapping[str, np.ndarray], device: str = "cuda") -> Callable[[], Any]:
+    """The engine's fixed-device-buffer runner (what ONNX Runtime's CUDA graphs require)."""
+    return engine.fixed_buffer_runner(feeds, device)  # type: ignore[attr-defined]
+
+
+def timing_engine(engine: "Engine", concurrency: int = 1) -> "Engine":
+    """The engine to time; a CUDA-graph ORT engine (whose runner binds fixed buffers) must run in one thread."""
+    if not uses_cuda_graph(engine):
+        return engine
+    if concurrency > 1:
+        raise ConfigError(f"{engine.name}: an ONNX Runtime session replays one captured CUDA graph, so it cannot "
+                          f"run from {concurrency} threads at once; use concurrency 1 with enable_cuda_graph")
+    return engine
+
+
+# ---- concurrent benchmark ------------------------------------------------------------------------
+def run_concurrent(engine: "Engine", feeds: Mapping[str, np.ndarray] | None = None, concurrency: int = 1,
+                   iterations: int | None = None, duration: float | None = None, warmup: int = 10, seed: int = 0,
+                   reporter: "Reporter | None" = None, monitor: Any = None) -> BenchmarkResult:
+    """Benchmark with `concurrency` threads, each with its own runner; `iterations` is per thread.
+
+    One thread is exactly run_benchmark(). With c threads each thread calls engine.runner(feeds) itself (the
+    per-thread execution context / I/O binding hook), all start together after their warm-up, and
+    throughput = all inferences / wall time from the first start to the last end.
+    """
+    if concurrency < 1:
+        raise ConfigError(f"concurrency must be at least 1 thread, got {concurrency}")
+    engine = timing_engine(engine, concurrency)
+    if concurrency == 1:
+        return run_benchmark(engine, feeds, iterations=iterations, duration=duration, warmup=warmup, seed=seed,
+                             reporter=reporter, monitor=monitor)
+    if iterations is None and duration is None:
+        iterations = 100
+    if (iterations is not None and iterations <= 0) or (duration is not None and duration <= 0):
+        raise ConfigError(f"iterations ({iterations}) and duration ({duration}) must be positive")
+    feeds = engine.check_feeds(feeds) if feeds is not None else engine.random_feeds(seed)
+    cancel = reporter.cancel if reporter is not None else None
+    barrier = threading.Barrier(concurrency + 1)
+    stop = threading.Event()
+    lat: list[np.ndarray] = [np.empty(0)] * concurrency
+    starts: list[np.ndarray] = [np.empty(0)] * concurrency
+    errors: list[BaseException] = []
+    box: dict[str, float] = {}
+
+    def worker(k: int) -> None:
+        try:
+            run = engine.runner(feeds)  # per-thread context: created in the thread that uses it
+            for _ in range(warmup):
+                run()
+        except BaseException as exc:
+            errors.append(exc)
+            stop.set()
+        barrier.wait()
+        if stop.is_set():
+            return
+        pc = time.perf_counter
+        cap = iterations if iterations is not None else 1 << 20
+        la = np.empty(cap)
+        st = np.empty(cap)
+        deadline = box["t0"] + duration if duration is not None else math.inf
+        n = 0
+        try:
+            while n < cap and not stop.is_set():
+                t0 = pc()
+                run()
+                t1 = pc()
+                la[n], st[n] = t1 - t0, t0
+                n += 1
+                if t1 >= deadline:
+                    break
+        except BaseException as exc:
+            errors.append(exc)
+            stop.set()
+        lat[k], starts[k] = la[:n], st[:n]
+
+    threads = [threading.Thread(target=worker, args=(k,), name=f"trtlab-bench-{k}", daemon=True)
+               for k in range(concurrency)]
+    for t in threads:
+        t.start()
+    if reporter:
+        reporter.update(0, iterations or duration, f"warming up {concurrency} threads")
+    box["t0"] = time.perf_counter()
+    barrier.wait()
+    while any(t.is_alive() for t in threads):
+        for t in threads:
+            t.join(0.25)
+        if cancel is not None and cancel.cancelled:
+            stop.set()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    if reporter:
+        reporter.update(iterations or duration, iterations or duration, "benchmarked")  # raises if cancelled
+    all_lat = np.concatenate(lat)
+    all_st = np.concatenate(starts)
+    order = np.argsort(all_st, kind="stable")
+    all_lat, all_st = all_lat[order], all_st[order]
+    if not all_lat.size:
+        raise ConfigError(f"{engine.name}: no iteration finished in the concurrent benchmark")
+    t_first = float(all_st[0])
+    t_last = float(np.max(all_st + all_lat))
+    util = samples = None
+    if monitor is not None:
+        util = monitor.summary(t_first, t_last)
+        w = monitor.window(t_first, t_last)
+        samples = pd.DataFrame(w) if w is not None else None
+    batch = next((int(a.shape[0]) for a in feeds.values() if a.ndim), 1)
+    return BenchmarkResult(engine=engine.name, batch=batch, latencies_ms=all_lat * 1e3, starts_s=all_st,
+                           wall_s=t_last - t_first, warmup=warmup, config=engine.config.to_dict(),
+                           device=engine.device, utilization=util, samples=samples,
+                           mode=f"concurrent x{concurrency}")

@@ -123,7 +123,7 @@ def check_thread_safety(engine: "Engine", threads: int = 8, iterations: int = 20
     also catches one thread receiving another's result. timing_iterations (per thread, default 2*iterations)
     times per-thread runners with 1 and N threads for the scaling figure; 0 skips timing.
     """
-    from .sweep import run_concurrent
+    from .benchmark import run_concurrent
     if threads < 1 or iterations < 1:
         raise ConfigError(f"threads ({threads}) and iterations ({iterations}) must be at least 1")
     if feeds is not None and distinct_inputs:

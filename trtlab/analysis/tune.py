@@ -303,7 +303,7 @@ def make_trial(build: Callable[[dict[str, Any]], "Engine"], base: Mapping[str, A
                release: Callable[["Engine"], None] | None = None) -> Trialer:
     """A trial function: build_args(params, base) -> build -> run_concurrent benchmark."""
     from ..events import Reporter
-    from .sweep import run_concurrent
+    from .benchmark import run_concurrent
 
     def trial(params: Mapping[str, Any], reporter: "Reporter") -> Any:
         engine = build(build_args(params, base))
