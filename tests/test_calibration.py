@@ -25,7 +25,7 @@ from trtlab.precision.calibration import (
     synthetic_batches,
     tensorrt_version_digits,
 )
-from trtlab.precision.calibrators import (
+from trtlab.precision.calibration.calibrators import (
     SMOOTHING_EPS,
     EntropyCalibrator,
     MinMaxCalibrator,

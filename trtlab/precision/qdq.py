@@ -23,9 +23,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import CalibrationError, ConfigError, ModelError
-from ._graph import place_after_producers
+from .graph import QMAX, place_after_producers
 
-QMAX = {"int8": 127.0, "fp8": 448.0}
 Q_TYPES = {"int8": TensorProto.INT8, "fp8": TensorProto.FLOAT8E4M3FN}
 MIN_OPSET = {"int8": 13, "fp8": 19}
 WEIGHT_OPS = {"Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1}

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from trtlab.errors import CalibrationError, ConfigError
+from ...errors import CalibrationError, ConfigError
 
 NUM_BINS = 2048
 NUM_QUANTIZED_BINS = 128  # int8's positive levels

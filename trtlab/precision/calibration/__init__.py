@@ -1,0 +1,12 @@
+"""INT8/FP8 calibration: the TensorRT cache format and its check against a model (cache), the streaming
+calibrators (calibrators) and the driver that runs a model over data (driver)."""
+from __future__ import annotations
+
+from ..graph import QMAX, quantizable_tensors
+from .cache import (ALGORITHMS, FALLBACK_TENSORRT_VERSION, KNOWN_ALGORITHMS, CacheValidation, CalibrationTable,
+                    default_tensorrt_version, tensorrt_version_digits)
+from .driver import _check_batch, _input_specs, calibrate, synthetic_batches
+
+__all__ = ["ALGORITHMS", "FALLBACK_TENSORRT_VERSION", "KNOWN_ALGORITHMS", "QMAX", "CacheValidation", "CalibrationTable",
+           "calibrate", "default_tensorrt_version", "quantizable_tensors", "synthetic_batches",
+           "tensorrt_version_digits"]

@@ -1,0 +1,300 @@
+"""The calibration driver: run a model over batches of data and collect each activation's amax."""
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnx
+
+from ...errors import CalibrationError, CancelledError, ConfigError, InputError, ModelError
+from ...model import Model
+from ..graph import FLOAT_TYPES, QMAX, all_tensor_names, as_proto, elem_types, infer_types, quantizable_tensors
+from .cache import ALGORITHMS, CalibrationTable
+from .calibrators import make_calibrator
+
+
+@dataclass(frozen=True)
+class _InputSpec:
+    name: str
+    dtype: np.dtype
+    shape: tuple[int | str | None, ...] | None  # None: rank unknown; str/None entries: dynamic
+
+    def describe(self) -> str:
+        if self.shape is None:
+            return f"{self.dtype}"
+        dims = ", ".join("?" if d is None else str(d) for d in self.shape)
+        return f"{self.dtype} [{dims}]"
+
+
+def _input_specs(model: onnx.ModelProto) -> list[_InputSpec]:
+    constants = {init.name for init in model.graph.initializer}
+    specs = []
+    for vi in model.graph.input:
+        if vi.name in constants:
+            continue
+        tensor_type = vi.type.tensor_type
+        if not vi.type.HasField("tensor_type"):
+            raise ModelError(f"model input {vi.name!r} is not a tensor; calibration feeds tensors only")
+        try:
+            dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type))
+        except Exception as exc:
+            raise ModelError(
+                f"model input {vi.name!r} has ONNX element type {tensor_type.elem_type}, which has "
+                "no numpy equivalent for calibration data"
+            ) from exc
+        shape = None
+        if tensor_type.HasField("shape"):
+            shape = tuple(
+                d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                for d in tensor_type.shape.dim
+            )
+        specs.append(_InputSpec(vi.name, dtype, shape))
+    return specs
+
+
+# --- data ---------------------------------------------------------------------------------
+
+
+def synthetic_batches(
+    model: onnx.ModelProto,
+    n: int,
+    *,
+    batch: int = 1,
+    seed: int = 0,
+    dynamic_dim: int = 16,
+) -> Iterator[dict[str, np.ndarray]]:
+    """`n` seeded random batches for `model`'s inputs, made one at a time.
+
+    Float inputs are standard normal, integer inputs uniform in the model's declared range (default
+    [0, 100): token or class ids), bool inputs random. A dynamic first dimension becomes `batch`,
+    other dynamic dimensions `dynamic_dim`. The same seed gives the same batches.
+    """
+    proto = as_proto(model)
+    specs = _input_specs(proto)
+    shapes = {}
+    for spec in specs:
+        if spec.shape is None:
+            raise InputError(
+                f"model input {spec.name!r} has no shape in the model, so synthetic data cannot be "
+                "made; pass your own batches (an iterable of dicts name -> array)"
+            )
+        if spec.dtype.kind not in "fiub":
+            raise InputError(
+                f"model input {spec.name!r} has dtype {spec.dtype}, for which trtlab makes no "
+                "synthetic data; pass your own batches"
+            )
+        shapes[spec.name] = tuple(
+            d if isinstance(d, int) and d > 0 else (batch if axis == 0 else dynamic_dim)
+            for axis, d in enumerate(spec.shape)
+        )
+    source = Model(proto)  # the one random-feed generator, continued over the n batches
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        yield source.random_inputs(shapes, seed=rng)
+
+
+def _check_batch(batch: Any, index: int, specs: list[_InputSpec]) -> dict[str, np.ndarray]:
+    """The batch as {name: array of the model's dtype}, or InputError naming what is wrong."""
+    where = f"calibration batch {index}"
+    if not isinstance(batch, Mapping):
+        raise InputError(
+            f"{where} is a {type(batch).__name__}, expected a dict of input name -> numpy array "
+            f"(inputs: {[s.name for s in specs]})"
+        )
+    by_name = {s.name: s for s in specs}
+    for name in batch:
+        if name not in by_name:
+            raise InputError(
+                f"{where}: {name!r} is not an input of the model; its inputs are "
+                f"{list(by_name)}. Rename the key or check the model."
+            )
+    feed = {}
+    for spec in specs:
+        if spec.name not in batch:
+            raise InputError(
+                f"{where}: input {spec.name!r} is missing; expected {spec.describe()}, "
+                f"got keys {list(batch)}"
+            )
+        array = np.asarray(batch[spec.name])
+        if array.dtype != spec.dtype:
+            if not np.can_cast(array.dtype, spec.dtype, casting="same_kind"):
+                raise InputError(
+                    f"{where}: input {spec.name!r} has dtype {array.dtype}, which cannot be cast "
+                    f"safely to the model's {spec.dtype}; expected {spec.describe()}, got "
+                    f"{array.dtype} {list(array.shape)}"
+                )
+            array = array.astype(spec.dtype)
+        if spec.shape is not None:
+            static_ok = len(array.shape) == len(spec.shape) and all(
+                not isinstance(d, int) or d <= 0 or d == got for d, got in zip(spec.shape, array.shape)
+            )
+            if not static_ok:
+                raise InputError(
+                    f"{where}: input {spec.name!r} has shape {list(array.shape)}, but the model "
+                    f"expects {spec.describe()} (rank {len(spec.shape)}; '?' or names are free)"
+                )
+        feed[spec.name] = array
+    return feed
+
+
+# --- the driver ---------------------------------------------------------------------------
+
+
+def _select_tensors(inferred: onnx.ModelProto, tensors: Iterable[str] | None) -> list[str]:
+    if tensors is None:
+        return quantizable_tensors(inferred)
+    types = elem_types(inferred.graph)
+    known = all_tensor_names(inferred)
+    chosen = []
+    for name in tensors:
+        if name not in known:
+            raise ConfigError(f"tensor {name!r} is not in the model; check the name (names are exact)")
+        if types.get(name) not in FLOAT_TYPES:
+            raise ConfigError(
+                f"tensor {name!r} is not a float tensor (ONNX type {types.get(name)}); only float "
+                "activations are calibrated"
+            )
+        if name not in chosen:
+            chosen.append(name)
+    return chosen
+
+
+def _session(inferred: onnx.ModelProto, outputs: list[str], providers: list[str] | None) -> Any:
+    """An ONNX Runtime session of a copy of the model whose outputs include `outputs`."""
+    import onnxruntime as ort
+
+    augmented = onnx.ModelProto()
+    augmented.CopyFrom(inferred)
+    existing = {o.name for o in augmented.graph.output}
+    types = elem_types(augmented.graph)
+    for name in outputs:
+        if name not in existing:
+            augmented.graph.output.append(onnx.helper.make_tensor_value_info(name, types[name], None))
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(
+            augmented.SerializeToString(), options, providers=providers or ["CPUExecutionProvider"]
+        )
+    except Exception as exc:
+        raise ModelError(f"ONNX Runtime cannot load the model for calibration: {exc}") from exc
+
+
+def _batches(model: onnx.ModelProto, data: Any) -> tuple[Iterable[Any], int | None]:
+    if isinstance(data, bool) or data is None:
+        raise CalibrationError(
+            f"calibration data must be an iterable of dicts name -> array or an int (synthetic "
+            f"batches), got {data!r}"
+        )
+    if isinstance(data, int):
+        if data <= 0:
+            raise CalibrationError(
+                f"no calibration batches: asked for {data} synthetic batches; pass a positive int"
+            )
+        return synthetic_batches(model, data), data
+    if isinstance(data, Mapping):
+        data = [data]  # one batch given as a dict
+    if not isinstance(data, Iterable):
+        raise CalibrationError(
+            f"calibration data must be an iterable of dicts name -> array or an int, got "
+            f"{type(data).__name__}"
+        )
+    try:
+        total = len(data)  # type: ignore[arg-type]
+    except TypeError:
+        total = None
+    return data, total
+
+
+def _check_cancel(cancel: threading.Event | None, done: int) -> None:
+    if cancel is not None and cancel.is_set():
+        raise CancelledError(f"calibration cancelled after {done} batch(es); no table was produced")
+
+
+def calibrate(
+    model: onnx.ModelProto | str | os.PathLike,
+    data: Iterable[Mapping[str, np.ndarray]] | int,
+    method: str = "entropy",
+    tensors: Iterable[str] | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+    cancel: threading.Event | None = None,
+    num_batches: int | None = None,
+    percentile: float = 99.99,
+    providers: list[str] | None = None,
+    *,
+    dtype: str = "int8",
+    version: str | None = None,
+) -> CalibrationTable:
+    """Run `model` on ONNX Runtime over `data` and return each activation's amax.
+
+    `data` is an iterable of {input name: array} dicts (consumed one batch at a time) or an
+    int N for N seeded synthetic batches. `tensors` defaults to quantizable_tensors(model).
+    `progress(done, total)` is called after each batch (total None when unknown); setting
+    `cancel` stops before the next batch with CancelledError.
+    """
+    if method not in ALGORITHMS:
+        raise ConfigError(f"unknown calibration method {method!r}; use 'entropy', 'minmax' or 'percentile'")
+    if dtype not in QMAX:
+        raise ConfigError(f"calibration dtype {dtype!r} is not supported; use 'int8' or 'fp8'")
+    model = as_proto(model)
+    inferred = infer_types(model)
+    names = _select_tensors(inferred, tensors)
+    if not names:
+        raise CalibrationError(
+            "the model has no float activations feeding Conv, ConvTranspose, Gemm, MatMul or "
+            "Add, so there is nothing to calibrate; pass tensors=[...] to choose some"
+        )
+    specs = _input_specs(inferred)
+    input_names = {s.name for s in specs}
+    run_outputs = [n for n in names if n not in input_names]
+    session = _session(inferred, run_outputs, providers) if run_outputs else None
+    calibrator = make_calibrator(method, percentile)
+    batches, total = _batches(model, data)
+    if num_batches is not None:
+        if num_batches <= 0:
+            raise ConfigError(f"num_batches must be a positive int or None, got {num_batches}")
+        batches = itertools.islice(batches, num_batches)
+        total = num_batches if total is None else min(total, num_batches)
+
+    done = 0
+    if progress is not None:
+        progress(0, total)
+    for batch in batches:
+        _check_cancel(cancel, done)
+        feed = _check_batch(batch, done, specs)
+        values = dict.fromkeys(names)
+        if session is not None:
+            try:
+                outputs = session.run(run_outputs, feed)
+            except Exception as exc:
+                raise CalibrationError(
+                    f"ONNX Runtime failed on calibration batch {done}: {exc}"
+                ) from exc
+            values.update(zip(run_outputs, outputs))
+            del outputs
+        values.update((n, feed[n]) for n in names if n in feed)
+        try:
+            for name in names:
+                calibrator.collect(name, values[name])
+        except CalibrationError as exc:
+            raise CalibrationError(f"calibration batch {done}: {exc}") from exc
+        del values, feed
+        done += 1
+        if progress is not None:
+            progress(done, total)
+    _check_cancel(cancel, done)
+    if done == 0:
+        raise CalibrationError(
+            "no calibration batches: the data iterable yielded nothing; pass a non-empty "
+            "iterable of dicts name -> array, or an int N for N synthetic batches"
+        )
+    ordered = {}
+    for name in names:  # entropy takes ~0.1 s a tensor, so stay cancellable
+        _check_cancel(cancel, done)
+        ordered[name] = calibrator.amax(name)
+    return CalibrationTable(ordered, algorithm=ALGORITHMS[method], version=version, dtype=dtype)
