@@ -319,6 +319,37 @@ def test_quantizable_tensors_of_conv_model():
     assert quantizable_tensors(emb) == ["emb"]  # int ids and the weights are not activations
 
 
+def _qdq_inputs(quantized: onnx.ModelProto) -> set[str]:
+    """Activations the quantized model really quantizes: inputs of QuantizeLinear nodes (weights are stored
+    quantized and only dequantized, so they have no QuantizeLinear)."""
+    return {n.input[0] for n in quantized.graph.node if n.op_type == "QuantizeLinear"}
+
+
+@pytest.mark.parametrize("name", ["resnet18", "unet", "bert_small"])
+def test_calibration_calibrates_exactly_what_qdq_quantizes(name):
+    from trtlab import zoo
+    from trtlab.precision.qdq import quantize
+
+    model = zoo.get(name)
+    table = calibrate(model, 1, method="minmax")
+    q = quantize(model, table)
+    assert set(table) == _qdq_inputs(q.model)
+    assert not q.missing
+
+
+def test_a_graph_input_feeding_no_quantized_op_is_not_calibrated():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    w = numpy_helper.from_array(np.ones((2, 3, 1, 1), np.float32), "w")
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["r"], name="relu"),
+                           helper.make_node("Conv", ["r", "w"], ["y"], name="conv")], "g", [x], [y], [w])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    from trtlab.precision.qdq import quantize
+
+    table = calibrate(model, 1, method="minmax")
+    assert list(table) == ["r"] == sorted(_qdq_inputs(quantize(model, table).model))
+
+
 def test_validate_lists_missing_and_extra():
     table = CalibrationTable.from_amax({"x": 1.0, "conv_out": 2.0, "flat": 3.0, "old_conv_out": 4.0}, version="8601")
     result = table.validate(conv_model())

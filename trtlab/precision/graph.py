@@ -12,9 +12,9 @@ from ..errors import ModelError
 # The largest magnitude each quantized type represents: scale = amax / QMAX[dtype].
 QMAX = {"int8": 127.0, "fp8": 448.0}  # fp8 is E4M3, the format TensorRT uses for activations
 
-QUANTIZABLE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add")
-# Which inputs of each op carry activations worth a scale (not Conv/Gemm biases).
-_QUANTIZABLE_INPUTS = {"Conv": 2, "ConvTranspose": 2, "Gemm": 2, "MatMul": 2, "Add": 2}
+# The activation inputs TensorRT's explicit quantization wants Q/DQ on (weights and biases are not activations);
+# Add is quantized only as a residual add (below).
+ACTIVATION_INPUTS = {"Conv": (0,), "ConvTranspose": (0,), "Gemm": (0, 1), "MatMul": (0, 1)}
 FLOAT_TYPES = {
     onnx.TensorProto.FLOAT,
     onnx.TensorProto.FLOAT16,
@@ -90,24 +90,40 @@ def all_tensor_names(model: onnx.ModelProto) -> set[str]:
     return names
 
 
-def quantizable_tensors(model: onnx.ModelProto) -> list[str]:
-    """Float activations needing a scale: graph inputs, and inputs of Conv, ConvTranspose,
-    Gemm, MatMul and Add that are not weights or constants, in graph order.
+def quantized_uses(model: onnx.ModelProto, skip_nodes: Iterable[str] = (),
+                   residual_add: bool = True) -> dict[str, list[tuple[onnx.NodeProto, int]]]:
+    """The one rule for which tensors get quantized: {activation: [(consumer node, input index), ...]}, graph order.
 
-    Pass a shape-inferred model (onnx.shape_inference) so intermediate dtypes are known;
-    tensors whose dtype is unknown are left out.
+    An activation is quantized where it enters Conv/ConvTranspose (input 0) or Gemm/MatMul (inputs 0 and 1), and on
+    both inputs of a residual Add (two activations, at least one not itself made by an Add); weights, constants,
+    non-float tensors and tensors whose dtype shape inference cannot tell are not. Nodes named in `skip_nodes`
+    (fp32 pins) quantize nothing. Calibration calibrates exactly these tensors and the Q/DQ inserter puts its pairs
+    on exactly these uses, so a table from calibrate() always covers what quantize() needs.
     """
     graph = model.graph
-    types = elem_types(graph)
+    types = elem_types(infer_types(model).graph)
     constants = constant_names(graph)
-    names: dict[str, None] = {}
-    for vi in graph.input:
-        if vi.name not in constants and types.get(vi.name) in FLOAT_TYPES:
-            names[vi.name] = None
+    producers = {o: n for n in graph.node for o in n.output if o}
+    skip = set(skip_nodes)
+    uses: dict[str, list[tuple[onnx.NodeProto, int]]] = {}
     for node in graph.node:
-        if node.op_type not in _QUANTIZABLE_INPUTS:
+        if node.name in skip:
             continue
-        for name in node.input[: _QUANTIZABLE_INPUTS[node.op_type]]:
+        if node.op_type in ACTIVATION_INPUTS:
+            inputs = ACTIVATION_INPUTS[node.op_type]
+        elif residual_add and node.op_type == "Add" and len(node.input) == 2 \
+                and not any(t in constants for t in node.input) \
+                and any(t in producers and producers[t].op_type != "Add" for t in node.input):
+            inputs = (0, 1)
+        else:
+            continue
+        for index in inputs:
+            name = node.input[index] if index < len(node.input) else ""
             if name and name not in constants and types.get(name) in FLOAT_TYPES:
-                names[name] = None
-    return list(names)
+                uses.setdefault(name, []).append((node, index))
+    return uses
+
+
+def quantizable_tensors(model: onnx.ModelProto) -> list[str]:
+    """The tensors that get quantized (see quantized_uses), in graph order: what calibration needs a scale for."""
+    return list(quantized_uses(model))

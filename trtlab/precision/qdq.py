@@ -23,12 +23,11 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import CalibrationError, ConfigError, ModelError
-from .graph import QMAX, place_after_producers
+from .graph import QMAX, place_after_producers, quantized_uses
 
 Q_TYPES = {"int8": TensorProto.INT8, "fp8": TensorProto.FLOAT8E4M3FN}
 MIN_OPSET = {"int8": 13, "fp8": 19}
 WEIGHT_OPS = {"Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1}
-ACTIVATION_INPUTS = {"Conv": (0,), "ConvTranspose": (0,), "Gemm": (0, 1), "MatMul": (0, 1)}
 
 
 @dataclass
@@ -98,29 +97,16 @@ def quantize(proto: onnx.ModelProto, table: Any, dtype: str = "int8", per_channe
         model.ir_version = max(model.ir_version, 9)
     g = model.graph
     inits = {i.name: i for i in g.initializer}
-    constants = set(inits) | {o for n in g.node if n.op_type == "Constant" for o in n.output}
-    producers = {o: n for n in g.node for o in n.output}
     qtype = Q_TYPES[dtype]
     skip = set(skip_nodes)
 
-    # which (node, input) pairs to quantize
-    act_uses: dict[str, list[tuple[onnx.NodeProto, int]]] = {}
+    act_uses = quantized_uses(model, skip, residual_add)  # the (node, input) pairs to quantize
     weight_uses: list[tuple[onnx.NodeProto, int]] = []
     for n in g.node:
-        if n.name in skip:
-            continue
-        if n.op_type in ACTIVATION_INPUTS:
-            for ii in ACTIVATION_INPUTS[n.op_type]:
-                if ii < len(n.input) and n.input[ii] and n.input[ii] not in constants:
-                    act_uses.setdefault(n.input[ii], []).append((n, ii))
-            wi = WEIGHT_OPS[n.op_type]
-            if wi < len(n.input) and n.input[wi] in inits and inits[n.input[wi]].data_type == TensorProto.FLOAT:
-                weight_uses.append((n, wi))
-        elif residual_add and n.op_type == "Add" and len(n.input) == 2 \
-                and not any(t in constants for t in n.input) \
-                and any(producers.get(t) is not None and producers[t].op_type not in ("Add",) for t in n.input):
-            for ii in (0, 1):
-                act_uses.setdefault(n.input[ii], []).append((n, ii))
+        wi = WEIGHT_OPS.get(n.op_type)
+        if n.name not in skip and wi is not None and wi < len(n.input) and n.input[wi] in inits \
+                and inits[n.input[wi]].data_type == TensorProto.FLOAT:
+            weight_uses.append((n, wi))
 
     new_nodes: dict[str, list[onnx.NodeProto]] = {}  # inserted after the producer of the key tensor
     new_inits: list[onnx.TensorProto] = []
