@@ -80,3 +80,7 @@ class WorkspaceError(TrtlabError):
 
 class TrtexecFormatError(TrtlabError):
     """A trtexec export file is not in the format trtexec writes."""
+
+
+class ExtraNotInstalledError(TrtlabError):
+    """An optional part of trtlab (the lab UI, the HTML report) is used but its extra is not installed."""

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import pandas as pd
 
+from .hooks import register
+
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
@@ -218,3 +220,6 @@ def write_report(session: "Session", path: str | Path = "report.html", title: st
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(rb.html(), encoding="utf-8")
     return out
+
+
+register("report", write_report)  # Session.report(path, title=...)

@@ -13,6 +13,9 @@ from .monitor_tab import MonitorChart, MonitorTab
 from .outputs_tab import OutputsTab
 from .panel import Panel
 from .precision_tab import PrecisionCharts, PrecisionTab
+from ..hooks import register
+
+register("panel", Panel)  # Session.panel(monitor=..., monitor_interval=...) -> Panel(session, ...)
 
 __all__ = ["BenchmarkBox", "BuildTab", "LayerComparison", "LayerPicker", "LayerTimings", "LayersTab", "LogView", "MonitorChart",
            "MonitorTab", "OutputsTab", "Panel", "PrecisionCharts", "PrecisionTab"]

@@ -220,7 +220,7 @@ def load_benchmark(path: str) -> BenchmarkResult:
 # ---- CUDA graphs: fixed device buffers --------------------------------------------------------------
 def uses_cuda_graph(engine: "Engine") -> bool:
     """True for an ONNX Runtime CUDA engine built with cuda_options={"enable_cuda_graph": "1"}."""
-    return bool(getattr(engine, "uses_cuda_graph", False))
+    return bool(engine.uses_cuda_graph)
 
 
 def cuda_graph_runner(engine: "Engine", feeds: Mapping[str, np.ndarray], device: str = "cuda") -> Callable[[], Any]:

@@ -5,7 +5,8 @@ import importlib
 from typing import Any
 
 from ..errors import BackendUnavailableError, ConfigError
-from .base import Backend, Engine, Variant
+from ..precision.variant import Variant
+from .base import Backend, Engine
 
 # name -> "module:class"; TensorRT backends are imported only when asked for
 _REGISTRY = {

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
@@ -12,6 +11,7 @@ import numpy as np
 from ..config import BuildConfig
 from ..errors import InputError
 from ..model import Model, TensorInfo
+from ..precision.variant import Variant
 
 if TYPE_CHECKING:
     import onnx
@@ -21,22 +21,14 @@ if TYPE_CHECKING:
     from ..events import Reporter
 
 
-@dataclass
-class Variant:
-    """The model as a backend will build it: precision transform and marked outputs applied."""
-
-    model: "onnx.ModelProto"
-    precision: str = "fp32"
-    marked_outputs: list[str] = field(default_factory=list)
-    fp32_layers: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    weight_report: Any = None
-
-
 class Engine(ABC):
     """A built engine: run it, time it, look inside it. Subclasses wrap one backend's runtime object."""
 
     backend_name: str = "?"
+    # capabilities (subclasses that have them say so; callers ask these, never hasattr)
+    supports_launch_modes: bool = False  # set_mode(mode, cuda_graph) chooses execute/enqueue/CUDA graph launches
+    uses_cuda_graph: bool = False  # runs need fixed device buffers (fixed_buffer_runner)
+    run_mode: str | None = None  # how runs are launched, recorded by benchmarks; None: the runner's default
 
     def __init__(self, config: BuildConfig, model: Model, variant: Variant, metadata: dict[str, Any]) -> None:
         self.config = config
@@ -90,6 +82,15 @@ class Engine(ABC):
     def layers(self) -> "pd.DataFrame":
         """The executed graph: one row per executed layer (fused layers as the fused node)."""
         return self.model.graph()
+
+    def set_mode(self, mode: str | None = None, cuda_graph: bool | None = None) -> None:
+        """Choose how runs are launched (engines with supports_launch_modes only)."""
+        from ..errors import ConfigError
+        raise ConfigError(f"mode=/cuda_graph= apply to TensorRT engines; {self.name} runs on {self.backend_name}")
+
+    def workspace_files(self) -> dict[str, bytes]:
+        """Extra files (name -> bytes, e.g. the plan) stored with the engine in the workspace; none by default."""
+        return {}
 
     def save(self, path: str | Path) -> Path:
         """Write the engine (plan or model) and its metadata JSON beside it."""
@@ -161,6 +162,10 @@ class Backend(ABC):
 
     name: str = "?"
     precisions: tuple[str, ...] = ("fp32",)
+    # capabilities (subclasses that have them say so; callers ask these, never hasattr)
+    has_cache_dir: bool = False  # keeps build/runtime caches in `cache_dir` (the session points it at the workspace)
+    has_parser_report: bool = False  # parser_report() says per ONNX node whether the backend's parser takes it
+    cache_dir: Path | None = None
 
     @classmethod
     @abstractmethod
@@ -182,6 +187,12 @@ class Backend(ABC):
              metadata: dict[str, Any], reporter: "Reporter") -> Engine:
         """Reload an engine cached in the workspace (default: build again from the stored variant)."""
         return self.build(model, variant, config, reporter)
+
+    def parser_report(self, model: Model, variant: Variant | None = None) -> "pd.DataFrame":
+        """Per ONNX node of the variant: supported by the backend's parser or not, with the reason."""
+        from ..errors import ConfigError
+        raise ConfigError(f"parser_report() needs a TensorRT backend; this session uses {self.name}: "
+                          f"open it with backend='tensorrt' or 'tensorrt-rtx'")
 
     def options(self) -> dict[str, Any]:
         """Backend options the UI and tune() can offer: name -> list of choices or a default value."""

@@ -14,7 +14,8 @@ from ..config import BuildConfig
 from ..errors import BackendUnavailableError, BuildError, ConfigError, InputError, PrecisionNotSupportedError, UnsupportedOpsetError
 from ..environment import cuda_device_count
 from ..model import Model, TensorInfo
-from .base import Backend, Engine, Variant
+from ..precision.variant import Variant
+from .base import Backend, Engine
 
 if TYPE_CHECKING:
     from ..tables import LayerProfile

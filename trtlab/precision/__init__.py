@@ -7,10 +7,10 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ..backends.base import Variant
 from ..config import BuildConfig
 from ..errors import CalibrationError, ConfigError
 from ..model import Model
+from .variant import Variant
 
 # BuildConfig options that change the variant (besides precision, pins, outputs and calibration)
 VARIANT_OPTIONS = ("keep_io_types", "per_channel")

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from ...events import Reporter
     from ...model import Model
-    from ..base import Variant
+    from ...precision.variant import Variant
 
 
 class _TensorRTFamily(Backend):
@@ -27,6 +27,8 @@ class _TensorRTFamily(Backend):
 
     family = "tensorrt"
     precisions = PRECISIONS  # strongly typed: precision comes from the variant's types and Q/DQ nodes
+    has_cache_dir = True
+    has_parser_report = True
 
     def __init__(self, cache_dir: str | Path | None = None) -> None:
         self.api: TrtApi = load_api(self.family)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ...tables import LayerProfile
     from ...events import Reporter
     from ...model import Model
-    from ..base import Variant
+    from ...precision.variant import Variant
     from ._import import TrtApi
 
 MODES = ("enqueue", "execute")
@@ -99,6 +99,7 @@ class TensorRTEngine(Engine):
     """A TensorRT (or TensorRT-RTX) plan; deserialized on first run, which needs a supported NVIDIA GPU."""
 
     backend_name = "tensorrt"
+    supports_launch_modes = True
 
     def __init__(self, api: "TrtApi", plan: bytes, metadata: dict[str, Any], config: BuildConfig | None = None,
                  model: "Model | None" = None, variant: "Variant | None" = None, reporter: "Reporter | None" = None,

@@ -1,0 +1,269 @@
+"""The precision lab of a session: marked outputs, layer-wise comparison, FP16 range report, FP32 pin search,
+calibration, task accuracy and the parser report. Each function takes the Session it works for."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+import numpy as np
+
+from .backends.base import Engine
+from .events import Reporter
+from .precision.variant import Variant
+
+if TYPE_CHECKING:
+    from .config import BuildConfig
+    from .session import EngineSpec, Session
+
+
+# ---- marked outputs -----------------------------------------------------------------------------
+def mark_outputs(session: "Session", names: Iterable[str] | str) -> list[str]:
+    """Mark tensors (a list, or "all") as outputs of engines the session builds from now on; [] clears."""
+    from .precision import mark_outputs as _mark
+    wanted = ("*",) if names == "all" else ((names,) if isinstance(names, str) else tuple(names))
+    if wanted:
+        _mark(session.model.proto, session.model, wanted)  # ConfigError naming unknown tensors
+    session._marked = wanted
+    chosen = session.model.activation_names() if wanted == ("*",) else list(wanted)
+    session.log.write("info", f"marked {len(chosen)} tensor(s) as outputs; marking can block fusions "
+                              f"(see Session.marking_effect)", "precision")
+    return chosen
+
+
+def marking_effect(session: "Session", engine: "EngineSpec" = None) -> dict[str, Any]:
+    """Whether marked outputs changed the executed graph: optimized node counts and op types, marked vs not."""
+    from .analysis.compare import marking_effect as _effect
+    marked = session.engine(engine)
+    plain = session.build_config(marked.config.replace(outputs=[]))
+    effect = _effect(marked, plain)
+    session.log.write("warning" if effect["changed"] else "info", effect["note"], "precision")
+    return effect
+
+
+# ---- calibration --------------------------------------------------------------------------------
+def calibrate(session: "Session", data: Any, method: str, tensors: Iterable[str] | None, num_batches: int | None,
+              percentile: float, dtype: str, background: bool):
+    """Calibrate activation ranges over `data`; the table is registered with the session and saved as a
+    TensorRT cache in the workspace."""
+    from .precision.calibration import calibrate as _calibrate
+
+    def work(rep: Reporter):
+        table = _calibrate(session.model.proto, data, method=method, tensors=tensors, num_batches=num_batches,
+                           percentile=percentile, dtype=dtype,
+                           progress=lambda done, total: rep.update(done, total, "calibrating"))
+        key = session._engine_cache.register_calibration(table)
+        path = table.save(calibration_dir(session) / f"{key}.cache")
+        session.workspace.save_result("calibration", {"key": key, "method": method, "cache": str(path),
+                                                      "header": table.header, "tensors": len(table)},
+                                      table.to_frame())
+        rep.write("info", f"calibrated {len(table)} tensors ({method}); cache {path}", "calibration")
+        return table
+    return session._run("calibrate", work, background)
+
+
+def calibration_dir(session: "Session") -> Path:
+    """The workspace folder holding the session's calibration caches."""
+    d = session.workspace.path / "calibration"
+    d.mkdir(exist_ok=True)
+    return d
+
+
+# ---- what the lab runs --------------------------------------------------------------------------
+def lab_variant(session: "Session", spec: "EngineSpec", rep: Reporter,
+                **defaults: Any) -> tuple["BuildConfig", Variant]:
+    """(config, variant without marked outputs) for an engine spec: precision str, dict of build args, Engine."""
+    if isinstance(spec, Engine):
+        config = spec.config
+    else:
+        args = {"precision": spec} if isinstance(spec, str) else dict(spec or {})
+        config = session.make_config(**{**defaults, **args})
+    config = config.replace(outputs=[])
+    session.backend.check_config(config)
+    return config, session._engine_cache.make_variant(config)
+
+
+def segment_runners(session: "Session", specs: list["EngineSpec"], names: list[str], max_segment_bytes: int,
+                    est_batch: int, rep: Reporter, **defaults: Any) -> tuple[list[Any], list[str]]:
+    """One SegmentedRunner per spec, each running the model in segments whose marked outputs (the tensors
+    `names`) take at most `max_segment_bytes` at batch `est_batch`; and the notes of what was built."""
+    dims = dict(defaults.get("dims") or {})
+    from .analysis.segments import SegmentedRunner, group_by_bytes, split, tensor_bytes
+    backend, model = session.backend, session.model
+    quiet = Reporter("segment", None, None, cancel=rep.cancel)
+    variants = [lab_variant(session, s, rep, **defaults) for s in specs]
+    sizes = tensor_bytes(variants[0][1].model, est_batch, dims)
+    groups = group_by_bytes(names, sizes, max_segment_bytes)
+    runners, notes = [], []
+    for config, variant in variants:
+        notes += variant.notes
+        # no memory arena: an arena keeps each segment's peak allocated after its run, which would
+        # add up to every tensor of the model again (backend option cpu_mem_arena)
+        config = config.replace(options={"cpu_mem_arena": False})
+        runners.append(SegmentedRunner(split(variant.model, groups), lambda m, c=config, v=variant: backend.build(
+            model, Variant(model=m, precision=v.precision, fp32_layers=v.fp32_layers), c, quiet)))
+        rep.update(0, None, f"built {len(groups)} segment(s) of {config.describe()}")
+    notes.append(f"{len(names)} tensors compared in {len(groups)} segment(s) of at most "
+                 f"{max_segment_bytes / 2**20:.0f} MiB of reference outputs each (estimated at batch {est_batch})")
+    return runners, notes
+
+
+def lab_batches(session: "Session", data: Any, batch: int | None, seed: int = 0,
+                dims: Mapping[str, int] | None = None):
+    """(checked input batches, their count or None) from data: None, N random batches or an iterable of dicts."""
+    from .analysis.compare import iter_batches
+    from .precision.calibration import _check_batch, _input_specs
+    model = session.model
+
+    def random(i: int) -> dict[str, np.ndarray]:
+        shapes = model.resolve_input_shapes(batch=batch or 1, dims=dict(dims or {}))
+        return model.random_inputs(shapes, seed=seed + i)
+    batches, total = iter_batches(data, random)
+    specs = _input_specs(model.proto)
+
+    def checked():
+        from .errors import InputError
+        for i, b in enumerate(batches):
+            try:
+                yield _check_batch(b, i, specs)
+            except InputError as exc:
+                raise InputError(str(exc).replace("calibration batch", "batch")) from None
+    return checked(), total
+
+
+def lab_names(session: "Session", outputs: Iterable[str] | str) -> list[str]:
+    """The tensors a lab run looks at: "all" activations, the named ones, or [] for the model outputs."""
+    from .precision import mark_outputs as _mark
+    model = session.model
+    wanted = ("*",) if outputs == "all" else ((outputs,) if isinstance(outputs, str) else tuple(outputs))
+    if not wanted:
+        return [o.name for o in model.outputs]
+    _mark(model.proto, model, wanted)  # ConfigError naming unknown tensors
+    return model.activation_names() if wanted == ("*",) else list(dict.fromkeys(wanted))
+
+
+def batch_of(data: Any) -> int:
+    """The batch size of an input dict (or of the first of a list of them); 1 when it has none."""
+    if isinstance(data, Mapping):
+        first = next(iter(data.values()), None)
+        return int(np.asarray(first).shape[0]) if first is not None and np.ndim(first) else 1
+    if isinstance(data, (list, tuple)) and data and isinstance(data[0], Mapping):
+        return batch_of(data[0])
+    return 1
+
+
+def spec_name(spec: "EngineSpec") -> str:
+    """A short label of an engine spec, e.g. 'fp16 (3 fp32 pins)'."""
+    if isinstance(spec, Engine):
+        return spec.config.describe()
+    if isinstance(spec, str):
+        return spec
+    spec = dict(spec)
+    pins = len(spec.get("fp32_layers") or ())
+    return str(spec.get("precision", "fp32")) + (f" ({pins} fp32 pins)" if pins else "")
+
+
+# ---- analyses -----------------------------------------------------------------------------------
+def compare(session: "Session", reference: "EngineSpec", candidate: "EngineSpec", outputs: Iterable[str] | str,
+            data: Any, batch: int | None, max_segment_bytes: int | str, seed: int, background: bool,
+            **build_args: Any):
+    """Layer-wise comparison of `candidate` against `reference`, streamed batch by batch; saved as produced."""
+    from .analysis.compare import ComparisonResult, compare_streaming, stats_frame
+    from .config import parse_size
+
+    def work(rep: Reporter):
+        names = lab_names(session, outputs)
+        b = batch or batch_of(data)
+        runners, notes = segment_runners(session, [reference, candidate], names, parse_size(max_segment_bytes), b,
+                                         rep, batch=batch, **build_args)
+        cand_prec = runners[1].engines[0].variant.precision if runners[1].engines else "fp16"
+        range_prec = "bf16" if cand_prec == "bf16" else "fp16"
+        try:
+            batches, total = lab_batches(session, data, batch, seed, build_args.get("dims"))
+            stats, done = compare_streaming(runners[0], runners[1], names, batches, total, range_prec, rep)
+        finally:
+            for r in runners:
+                r.close()
+        result = ComparisonResult(stats_frame(stats), spec_name(reference), spec_name(candidate),
+                                  done, range_prec, notes)
+        div = result.first_divergence()
+        if div:
+            result.notes.append(f"first divergence at {div['tensor']} (#{div['index']}): {div['reason']}")
+        session.workspace.save_result("compare", result.to_dict(), result.frame)
+        rep.write("info", repr(result), "compare")
+        return result
+    return session._run("compare", work, background)
+
+
+def fp16_range_report(session: "Session", data: Any, batch: int | None, outputs: Iterable[str] | str,
+                      max_segment_bytes: int | str, seed: int, dims: Mapping[str, int] | None, background: bool):
+    """FP32 with every tensor marked, each tensor's magnitudes against FP16/BF16 ranges; saved as produced."""
+    from .analysis.range_report import RangeReport, RangeStats, range_frame
+    from .config import parse_size
+    from .precision.lowp import convert
+
+    def work(rep: Reporter):
+        names = lab_names(session, outputs)
+        b = batch or batch_of(data)
+        (runner,), notes = segment_runners(session, ["fp32"], names, parse_size(max_segment_bytes), b, rep,
+                                           batch=batch, dims=dims)
+        stats = {n: RangeStats(n) for n in names}
+        done = 0
+        try:
+            batches, total = lab_batches(session, data, batch, seed, dims)
+            for feeds in batches:
+                for si, vals in runner.run(feeds):
+                    for name in list(vals):
+                        stats[name].update(vals.pop(name))
+                    rep.update(done * len(runner.segments) + si + 1,
+                               total * len(runner.segments) if total else None, f"batch {done + 1}")
+                done += 1
+        finally:
+            runner.close()
+        if done == 0:
+            from .errors import InputError
+            raise InputError("no batches: the data iterable yielded nothing")
+        weights = convert(session.model.proto, "fp16").weight_report
+        report = RangeReport(range_frame([stats[n] for n in names]), done, weights, notes)
+        session.workspace.save_result("fp16_range", report.to_dict(), report.frame)
+        rep.write("info", repr(report), "precision")
+        return report
+    return session._run("fp16 range report", work, background)
+
+
+def find_fp32_layers(session: "Session", candidate: str, tolerance: float, data: Any, batch: int | None,
+                     metric: str, max_steps: int, seed: int, calibration: Any, dims: Mapping[str, int] | None,
+                     background: bool):
+    """The smallest set of nodes to pin to FP32 for `metric` <= tolerance; saved when found."""
+    from .analysis.find_fp32 import find_fp32_layers as _find
+
+    def work(rep: Reporter):
+        result = _find(session, candidate, tolerance, data, batch, metric, max_steps, seed, calibration, rep, dims)
+        session.workspace.save_result("find_fp32_layers", result.to_dict(), result.steps)
+        rep.write("info", repr(result), "precision")
+        return result
+    return session._run("find fp32 layers", work, background)
+
+
+def evaluate(session: "Session", data: Any, labels: Any, metric: Any, precisions: Iterable[Any], output: str | None,
+             background: bool, **build_args: Any):
+    """Task accuracy per precision over labelled batches; saved as produced."""
+    from .analysis.evaluate import evaluate as _evaluate
+
+    def work(rep: Reporter):
+        engines = {spec_name(p): session.engine(p if not isinstance(p, str) else {"precision": p, **build_args})
+                   for p in precisions}
+        frame = _evaluate(engines, data, labels, metric, output, rep)
+        session.workspace.save_result("evaluate", {"metric": metric if isinstance(metric, str) else
+                                                   getattr(metric, "__name__", "custom"),
+                                                   "rows": frame.to_dict("records")}, frame)
+        return frame
+    return session._run("evaluate", work, background)
+
+
+def parser_report(session: "Session", precision: str, **build_args: Any):
+    """Per ONNX node of the variant: taken by the backend's parser or not, with the parser's reason."""
+    backend = session.backend
+    variant = None
+    if backend.has_parser_report:  # otherwise the base contract refuses, naming the backend
+        variant = session._engine_cache.make_variant(session.make_config(precision, **build_args))
+    return backend.parser_report(session.model, variant)

@@ -1,0 +1,125 @@
+"""Tuning on a session: sweeps over batch/precision/concurrency/options, tune's search, the thread-safety check.
+Each function takes the Session it works for."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+import numpy as np
+
+from .backends.base import Engine
+from .errors import ConfigError
+from .events import Reporter
+
+if TYPE_CHECKING:
+    from .session import EngineSpec, Session
+
+
+def sweep(session: "Session", batch: Iterable[int] | int, precision: Iterable[str] | str,
+          concurrency: Iterable[int] | int, options: Mapping[str, Iterable[Any]] | None, iterations: int | None,
+          duration: float | None, warmup: int, seed: int, monitor: Any, resume: bool | str, budget_s: float | None,
+          keep_engines: bool, background: bool, **build_args: Any):
+    """Benchmark every (options, precision, batch, concurrency) point, each appended to the workspace as it
+    finishes (see Session.sweep)."""
+    from .analysis.sweep import SweepSpec, SweepStore, run_sweep
+    root = session.workspace.path / "sweeps"
+    if isinstance(resume, str):
+        store = SweepStore(root / resume)
+        spec = store.spec()
+    else:
+        spec = SweepSpec.make(batch, precision, concurrency, options, iterations, duration, warmup, seed,
+                              build_args)
+        store = SweepStore(root / spec.id)
+    fixed = {k: v for k, v in spec.to_dict()["build"].items()}
+
+    def work(rep: Reporter):
+        before = session._engine_cache.loaded()
+        mon, own = sweep_monitor(monitor)
+
+        def build(prec: str, b: int, opts: Mapping[str, Any]) -> Engine:
+            return session.build(precision=prec, batch=b, **{**fixed, **dict(opts)})
+
+        def release(engine: Engine) -> None:
+            if not keep_engines and engine.config not in before:
+                engine.close()
+        try:
+            result = run_sweep(spec, build, store, rep, resume=bool(resume), monitor=mon, budget_s=budget_s,
+                               release=release)
+        finally:
+            if own:
+                mon.stop()
+                mon.to_csv(store.folder / "monitor.csv")  # nvidia-smi columns
+        session.workspace.save_result("sweep", result.to_dict(), result.to_frame())
+        return result
+    return session._run(f"sweep {spec.id}", work, background)
+
+
+def sweep_monitor(monitor: Any) -> tuple[Any, bool]:
+    """(the Monitor a sweep records with, whether the sweep started it and so stops it)."""
+    if monitor is False or monitor is None:
+        return None, False
+    if monitor is True or isinstance(monitor, (int, float)):
+        from .monitor import Monitor
+        return Monitor(interval=0.1 if monitor is True else float(monitor)).start(), True
+    return monitor, False
+
+
+def load_sweep(session: "Session", sweep_id: str):
+    """A sweep read back from the session's workspace."""
+    from .analysis.sweep import load_sweep as _load
+    folder = session.workspace.path / "sweeps" / sweep_id
+    if not (folder / "spec.json").exists():
+        known = sorted(p.name for p in (session.workspace.path / "sweeps").glob("sweep-*")) \
+            if (session.workspace.path / "sweeps").exists() else []
+        raise ConfigError(f"no sweep {sweep_id!r} in {session.workspace.path / 'sweeps'}; stored: {known}")
+    return _load(folder)
+
+
+def check_thread_safety(session: "Session", engine: "EngineSpec", threads: int, iterations: int,
+                        distinct_inputs: bool, timing_iterations: int | None, seed: int,
+                        data: Mapping[str, np.ndarray] | None, background: bool):
+    """`threads` threads on one engine at once against the single-thread run; saved as produced."""
+    from .analysis.threads import check_thread_safety as _check
+
+    def work(rep: Reporter):
+        eng = session.engine(engine)
+        report = _check(eng, threads=threads, iterations=iterations, feeds=data, seed=seed,
+                        distinct_inputs=distinct_inputs, timing_iterations=timing_iterations, reporter=rep)
+        session.workspace.save_result("thread_safety", report.to_dict(), report.to_frame())
+        rep.write("info" if report.identical else "error", report.describe(), "threads")
+        return report
+    return session._run("thread safety", work, background)
+
+
+def tune(session: "Session", objective: str, budget_s: float, batch: int | Iterable[int] | None,
+         include: Iterable[str] | None, exclude: Iterable[str], trial_s: float | None, warmup: int, concurrency: int,
+         confirm: bool, keep_engines: bool, precisions: Iterable[str] | None, background: bool, **build_args: Any):
+    """Search precision, batch and the backend's options within `budget_s` seconds (see Session.tune)."""
+    from .analysis.tune import make_trial, run_tune, search_space
+    batches = [batch] if isinstance(batch, int) or batch is None else [int(b) for b in batch]
+    trial_s = trial_s if trial_s is not None else max(0.3, min(3.0, budget_s / 40))
+    base = {k: v for k, v in build_args.items() if v is not None}
+
+    def work(rep: Reporter):
+        before = session._engine_cache.loaded()
+        first = session.build(**{**base, "batch": batches[0]})
+        on_cuda = first.device != "CPU"
+        backend = session.backend
+        precs = [p for p in backend.precisions if precisions is None or p in set(precisions)]
+        space = search_space(backend.options(), precs, on_cuda,
+                             batches if len(batches) > 1 else None, include=include, exclude=exclude)
+        rep.write("info", f"tune over {', '.join(f'{k} {v}' for k, v in space.items()) or 'nothing'} "
+                          f"within {budget_s:g} s", "tune")
+
+        def build(args: dict[str, Any]) -> Engine:
+            return session.build(**args)
+
+        def release(engine: Engine) -> None:
+            if not keep_engines and engine.config not in before and engine is not first:
+                engine.close()
+        trial = make_trial(build, {**base, "batch": batches[0]}, None, trial_s, warmup, concurrency,
+                           release=release)
+        default = {"batch": batches[0]} if len(batches) > 1 else None
+        result = run_tune(space, trial, rep, objective, budget_s, default=default, confirm=confirm)
+        session.workspace.save_result("tune", result.to_dict(), result.to_frame())
+        return result
+    return session._run("tune", work, background)
