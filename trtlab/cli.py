@@ -99,7 +99,12 @@ def cmd_lab(args: argparse.Namespace) -> int:
         raise ConfigError(f"notebook {notebook} not found: pass its path (trtlab lab path/to/notebook.ipynb)")
     if importlib.util.find_spec("jupyterlab") is None:
         raise ConfigError("JupyterLab is not installed: pip install -e '.[lab]' (or pip install jupyterlab)")
-    argv = [sys.executable, "-m", "jupyter", "lab", str(notebook)] + (["--allow-root"] if os.geteuid() == 0 else []) + extra
+    as_root = hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in extra
+    if as_root:
+        print("trtlab: running as root, so JupyterLab gets --allow-root (it refuses to start as root otherwise); "
+              "its kernels run with root's rights: start it as an ordinary user where you can", file=sys.stderr,
+              flush=True)
+    argv = [sys.executable, "-m", "jupyter", "lab", str(notebook)] + (["--allow-root"] if as_root else []) + extra
     os.execvp(argv[0], argv)  # replaces this process: Ctrl+C stops JupyterLab as usual
     return 0  # not reached
 

@@ -52,20 +52,14 @@ def calibrate(session: "Session", data: Any, method: str, tensors: Iterable[str]
                            percentile=percentile, dtype=dtype,
                            progress=lambda done, total: rep.update(done, total, "calibrating"))
         key = session._engine_cache.register_calibration(table)
-        path = table.save(calibration_dir(session) / f"{key}.cache")
+        path = session.workspace.save_file(Path("calibration") / f"{key}.cache", table.to_text(), table,
+                                           "calibration cache")
         session.workspace.save_result("calibration", {"key": key, "method": method, "cache": str(path),
                                                       "header": table.header, "tensors": len(table)},
-                                      table.to_frame())
+                                      table.to_frame(), result=table)
         rep.write("info", f"calibrated {len(table)} tensors ({method}); cache {path}", "calibration")
         return table
     return session._run("calibrate", work, background)
-
-
-def calibration_dir(session: "Session") -> Path:
-    """The workspace folder holding the session's calibration caches."""
-    d = session.workspace.path / "calibration"
-    d.mkdir(exist_ok=True)
-    return d
 
 
 # ---- what the lab runs --------------------------------------------------------------------------
@@ -188,7 +182,7 @@ def compare(session: "Session", reference: "EngineSpec", candidate: "EngineSpec"
         div = result.first_divergence()
         if div:
             result.notes.append(f"first divergence at {div['tensor']} (#{div['index']}): {div['reason']}")
-        session.workspace.save_result("compare", result.to_dict(), result.frame)
+        session.workspace.save_result("compare", result.to_dict(), result.frame, result=result)
         rep.write("info", repr(result), "compare")
         return result
     return session._run("compare", work, background)
@@ -224,7 +218,7 @@ def fp16_range_report(session: "Session", data: Any, batch: int | None, outputs:
             raise InputError("no batches: the data iterable yielded nothing")
         weights = convert(session.model.proto, "fp16").weight_report
         report = RangeReport(range_frame([stats[n] for n in names]), done, weights, notes)
-        session.workspace.save_result("fp16_range", report.to_dict(), report.frame)
+        session.workspace.save_result("fp16_range", report.to_dict(), report.frame, result=report)
         rep.write("info", repr(report), "precision")
         return report
     return session._run("fp16 range report", work, background)
@@ -238,7 +232,7 @@ def find_fp32_layers(session: "Session", candidate: str, tolerance: float, data:
 
     def work(rep: Reporter):
         result = _find(session, candidate, tolerance, data, batch, metric, max_steps, seed, calibration, rep, dims)
-        session.workspace.save_result("find_fp32_layers", result.to_dict(), result.steps)
+        session.workspace.save_result("find_fp32_layers", result.to_dict(), result.steps, result=result)
         rep.write("info", repr(result), "precision")
         return result
     return session._run("find fp32 layers", work, background)
@@ -255,7 +249,7 @@ def evaluate(session: "Session", data: Any, labels: Any, metric: Any, precisions
         frame = _evaluate(engines, data, labels, metric, output, rep)
         session.workspace.save_result("evaluate", {"metric": metric if isinstance(metric, str) else
                                                    getattr(metric, "__name__", "custom"),
-                                                   "rows": frame.to_dict("records")}, frame)
+                                                   "rows": frame.to_dict("records")}, frame, result=frame)
         return frame
     return session._run("evaluate", work, background)
 

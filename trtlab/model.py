@@ -353,12 +353,50 @@ def _read_file(path: Path) -> onnx.ModelProto:
         raise ModelError(f"{path} is not a readable ONNX file ({type(exc).__name__}: {exc}); it may be "
                          f"truncated or another format: export it again") from None
     _check_parsed(proto, str(path))
+    _check_external_data(proto, path)
     try:
         onnx.external_data_helper.load_external_data_for_model(proto, str(path.parent))
     except Exception as exc:  # onnx raises OSError or its checker's ValidationError
         raise ModelError(f"{path} refers to external weight data that is missing ({exc}): keep the data "
                          f"file(s) next to the .onnx file") from None
     return proto
+
+
+def _check_external_data(proto: onnx.ModelProto, path: Path) -> None:
+    """Every external-data location must be a plain relative path to a file inside the model's folder: not
+    absolute, no '..', no symbolic link on the way (a model cannot make trtlab read, say, /etc/passwd)."""
+    from pathlib import PurePosixPath, PureWindowsPath
+
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+    folder = path.parent
+    real_folder = os.path.realpath(folder)
+    for tensor in _get_all_tensors(proto):
+        if not uses_external_data(tensor):
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        parts = PurePosixPath(location.replace("\\", "/")).parts
+        why = None
+        if not location:
+            why = "names no file"
+        elif os.path.isabs(location) or PureWindowsPath(location).drive or location.startswith(("/", "\\")):
+            why = "is an absolute path"
+        elif ".." in parts:
+            why = "climbs out of the model's folder with '..'"
+        else:
+            here = folder
+            for part in parts:
+                here = here / part
+                if here.is_symlink():
+                    why = f"goes through the symbolic link {here}"
+                    break
+            else:
+                real = os.path.realpath(folder / location)
+                if os.path.commonpath([real, real_folder]) != real_folder:
+                    why = f"resolves outside {folder}"
+        if why:
+            raise ModelError(f"{path}: the external data of tensor {tensor.name!r} is at {location!r}, which {why}; "
+                             f"refusing to read it. External data must be files inside the model's folder: save the "
+                             f"model again with onnx.save_model(m, path, save_as_external_data=True)")
 
 
 def _parse(data: bytes, label: str) -> onnx.ModelProto:

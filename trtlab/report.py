@@ -5,6 +5,7 @@ import datetime as dt
 import html
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -81,7 +82,8 @@ def _frame_of(record: dict[str, Any]) -> pd.DataFrame | None:
         return None
     try:
         return pd.read_csv(csv)
-    except Exception:
+    except Exception as exc:
+        warnings.warn(f"report: skipping the table {csv} ({type(exc).__name__}: {exc})", stacklevel=2)
         return None
 
 
@@ -100,8 +102,9 @@ def _parsed(records: list[dict[str, Any]], parse: Any) -> list[tuple[dict[str, A
     for rec in records:
         try:
             out.append((rec, parse(rec)))
-        except Exception:
-            continue
+        except Exception as exc:
+            warnings.warn(f"report: skipping damaged record {rec.get('path')} ({type(exc).__name__}: {exc})",
+                          stacklevel=2)
     return out
 
 
@@ -216,10 +219,14 @@ def write_report(session: "Session", path: str | Path = "report.html", title: st
     log = rb.section("log", "Log")
     log.append(f"<pre>{html.escape(session.log.text('info')[-200_000:])}</pre>")
 
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(rb.html(), encoding="utf-8")
-    return out
+    from .errors import WorkspaceError
+    from .workspace import atomic_write
+    page = rb.html()
+    try:
+        return atomic_write(Path(path), page)  # a failed write leaves the previous report as it was
+    except OSError as exc:
+        raise WorkspaceError(f"could not write the report {path} ({type(exc).__name__}: {exc}); any previous report "
+                             f"there is unchanged: free space or choose another path") from None
 
 
 register("report", write_report)  # Session.report(path, title=...)

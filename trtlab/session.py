@@ -163,7 +163,7 @@ class Session:
                     eng.set_mode(*saved)
                 if mon is not None and monitor is True:
                     mon.stop()
-            self.workspace.save_result("benchmark", result.to_dict(), result.to_frame())
+            self.workspace.save_result("benchmark", result.to_dict(), result.to_frame(), result=result)
             rep.write("info", f"{result!r}", "benchmark")
             return result
         return self._run("benchmark", work, background)
@@ -181,7 +181,7 @@ class Session:
             eng = self.engine(engine)
             feeds = eng.check_feeds(data) if data is not None else eng.random_feeds(seed)
             prof = eng.profile_layers(feeds, runs=runs, warmup=warmup, reporter=rep)
-            self.workspace.save_result("profile", prof.to_dict(), prof.to_frame())
+            self.workspace.save_result("profile", prof.to_dict(), prof.to_frame(), result=prof)
             rep.write("info", f"profiled {len(prof.frame)} layers, total {prof.total_ms:.3f} ms", "profile")
             return prof
         return self._run("profile", work, background)
@@ -199,11 +199,15 @@ class Session:
         from .tables import LayerProfile
         for rec in self.workspace.results():
             if rec["id"] == result_id:
-                if rec["kind"] == "benchmark":
-                    return BenchmarkResult.from_dict(rec)
-                if rec["kind"] == "profile":
-                    return LayerProfile.from_dict(rec)
-                return rec
+                parse = {"benchmark": BenchmarkResult.from_dict, "profile": LayerProfile.from_dict}.get(rec["kind"])
+                if parse is None:
+                    return rec
+                try:
+                    return parse(rec)
+                except Exception as exc:
+                    from .errors import WorkspaceError
+                    raise WorkspaceError(f"result {result_id!r} in {rec['path']} is damaged ({type(exc).__name__}: "
+                                         f"{exc}); the other results are unaffected") from None
         raise ConfigError(f"no result {result_id!r} in {self.workspace.path}; see Session.results()")
 
     # ---- precision lab ---------------------------------------------------------------------

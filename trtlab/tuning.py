@@ -21,14 +21,13 @@ def sweep(session: "Session", batch: Iterable[int] | int, precision: Iterable[st
     """Benchmark every (options, precision, batch, concurrency) point, each appended to the workspace as it
     finishes (see Session.sweep)."""
     from .analysis.sweep import SweepSpec, SweepStore, run_sweep
-    root = session.workspace.path / "sweeps"
     if isinstance(resume, str):
-        store = SweepStore(root / resume)
+        store = SweepStore(session.workspace.sweep_dir(resume), root=session.workspace.root)
         spec = store.spec()
     else:
         spec = SweepSpec.make(batch, precision, concurrency, options, iterations, duration, warmup, seed,
                               build_args)
-        store = SweepStore(root / spec.id)
+        store = SweepStore(session.workspace.sweep_dir(spec.id), root=session.workspace.root)
     fixed = {k: v for k, v in spec.to_dict()["build"].items()}
 
     def work(rep: Reporter):
@@ -47,8 +46,9 @@ def sweep(session: "Session", batch: Iterable[int] | int, precision: Iterable[st
         finally:
             if own:
                 mon.stop()
-                mon.to_csv(store.folder / "monitor.csv")  # nvidia-smi columns
-        session.workspace.save_result("sweep", result.to_dict(), result.to_frame())
+                session.workspace.save_file(store.folder / "monitor.csv", mon.csv_text(),  # nvidia-smi columns
+                                            what="monitor trace")
+        session.workspace.save_result("sweep", result.to_dict(), result.to_frame(), result=result)
         return result
     return session._run(f"sweep {spec.id}", work, background)
 
@@ -66,7 +66,7 @@ def sweep_monitor(monitor: Any) -> tuple[Any, bool]:
 def load_sweep(session: "Session", sweep_id: str):
     """A sweep read back from the session's workspace."""
     from .analysis.sweep import load_sweep as _load
-    folder = session.workspace.path / "sweeps" / sweep_id
+    folder = session.workspace.sweep_dir(sweep_id)
     if not (folder / "spec.json").exists():
         known = sorted(p.name for p in (session.workspace.path / "sweeps").glob("sweep-*")) \
             if (session.workspace.path / "sweeps").exists() else []
@@ -84,7 +84,7 @@ def check_thread_safety(session: "Session", engine: "EngineSpec", threads: int, 
         eng = session.engine(engine)
         report = _check(eng, threads=threads, iterations=iterations, feeds=data, seed=seed,
                         distinct_inputs=distinct_inputs, timing_iterations=timing_iterations, reporter=rep)
-        session.workspace.save_result("thread_safety", report.to_dict(), report.to_frame())
+        session.workspace.save_result("thread_safety", report.to_dict(), report.to_frame(), result=report)
         rep.write("info" if report.identical else "error", report.describe(), "threads")
         return report
     return session._run("thread safety", work, background)
@@ -120,6 +120,6 @@ def tune(session: "Session", objective: str, budget_s: float, batch: int | Itera
                            release=release)
         default = {"batch": batches[0]} if len(batches) > 1 else None
         result = run_tune(space, trial, rep, objective, budget_s, default=default, confirm=confirm)
-        session.workspace.save_result("tune", result.to_dict(), result.to_frame())
+        session.workspace.save_result("tune", result.to_dict(), result.to_frame(), result=result)
         return result
     return session._run("tune", work, background)

@@ -221,11 +221,9 @@ class OrtEngine(Engine):
 
     def save(self, path: str | Path) -> Path:
         """Save the variant ONNX model (what this backend builds from) and metadata JSON beside it."""
-        import onnx
-
-        from ..workspace import write_json
+        from ..workspace import atomic_write, write_json
         path = Path(path)
-        onnx.save(self.variant.model, str(path))
+        atomic_write(path, self.variant.model.SerializeToString())
         write_json(Path(str(path) + ".json"), {"config": self.config.to_dict(), **self.metadata})
         return path
 

@@ -204,10 +204,13 @@ class Monitor:
         units=True also puts units in the cells ("71.02 W", like --format=csv); event_names=True uses the header
         names nvidia-smi R535+ prints for the same queries (clocks_event_reasons.*, gom.current).
         """
-        with open(path, "w", encoding="utf-8", newline="\n") as f:
-            for line in F.csv_lines(self.columns, self.samples, units, event_names):
-                f.write(line + "\n")
+        from ..workspace import atomic_write
+        atomic_write(path, self.csv_text(units, event_names))
         return os.fspath(path)
+
+    def csv_text(self, units: bool = False, event_names: bool = False) -> str:
+        """The text `to_csv` writes (for writing it elsewhere, e.g. through a workspace)."""
+        return "".join(line + "\n" for line in F.csv_lines(self.columns, self.samples, units, event_names))
 
     def __repr__(self) -> str:
         what = self.gpu_name or ("GPU %d" % self.device if self.source == "nvml" else "CPU")

@@ -219,10 +219,8 @@ def _build_plan(api: TrtApi, proto: "onnx.ModelProto", model: "Model", config: B
                          + ". A larger workspace= or a lower opt_level= can help when tactics run out of memory")
     if cache is not None and cache_file is not None:
         data = api.serialize_timing_cache(cache)
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(cache_file)
+        from ...workspace import atomic_write
+        atomic_write(cache_file, data, root=Path(cache_dir).parent)  # the workspace root holds the cache folder
         settings["timing_cache"]["saved_bytes"] = len(data)
     text = sink.text()
     figures = build_figures(text)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import PlanError, PlanMismatchError
-from ...workspace import write_json
+from ...workspace import atomic_write, write_json
 from ._import import TrtApi, load_api
 from .cuda import DeviceInfo
 
@@ -34,8 +34,7 @@ def plan_metadata(api: TrtApi, plan: bytes, device: DeviceInfo | None, targets: 
 def save_plan(path: str | Path, plan: bytes, metadata: dict[str, Any]) -> Path:
     """Write the plan and its metadata JSON beside it; returns the plan path."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_bytes(plan)
+    atomic_write(p, plan)
     write_json(metadata_path(p), metadata)
     return p
 

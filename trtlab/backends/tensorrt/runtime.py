@@ -403,10 +403,9 @@ class TensorRTEngine(Engine):
         if handle is None or self.runtime_cache_path is None:
             return None
         data = self.api.serialize_runtime_cache(handle)
-        self.runtime_cache_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.runtime_cache_path.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(self.runtime_cache_path)
+        from ...workspace import atomic_write
+        root = Path(self.runtime_cache_dir).parent if self.runtime_cache_dir is not None else None
+        atomic_write(self.runtime_cache_path, data, root=root)
         return self.runtime_cache_path
 
     def close(self) -> None:

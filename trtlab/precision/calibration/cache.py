@@ -10,7 +10,6 @@ import math
 import os
 import re
 import struct
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -151,17 +150,8 @@ class CalibrationTable(Mapping[str, float]):
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the cache to `path` atomically (no half-written file on failure)."""
-        path = Path(path)
-        data = self.to_text().encode("utf-8")
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent or ".")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        from ...workspace import atomic_write
+        return atomic_write(Path(path), self.to_text())
 
     @classmethod
     def from_text(cls, text: str, *, source: str = "<text>", dtype: str = "int8") -> CalibrationTable:
