@@ -77,13 +77,18 @@ def csv_cell(value: Any) -> Any:
 
 
 def csv_text(frame: Any) -> str:
-    """A DataFrame as CSV with formula-like text cells quoted (OWASP CSV injection rule); numbers stay numbers."""
+    """A DataFrame as CSV by the OWASP CSV-injection rule: text cells a spreadsheet would run as a formula get a
+    leading quote, and every text cell is enclosed in double quotes (so a CR or tab inside stays in its cell);
+    numbers stay numbers."""
+    import csv
+
+    import pandas as pd
     f = frame.copy()
     for c in f.columns:
-        if f[c].dtype == object or str(f[c].dtype) in ("string", "category"):
+        if not pd.api.types.is_numeric_dtype(f[c]):
             f[c] = f[c].map(csv_cell)
     f.columns = [csv_cell(str(c)) for c in f.columns]
-    return f.to_csv(index=False)
+    return f.to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC)
 
 
 def safe_name(text: str, default: str = "item", limit: int = 80) -> str:
