@@ -1,4 +1,4 @@
-"""trtexec import against the real exports in shared/data/trtexec (TREx's test engines)."""
+"""trtexec import against the real exports vendored in tests/data/trtexec (TREx's test engines)."""
 from __future__ import annotations
 
 import json
@@ -12,11 +12,8 @@ from trtlab.tables import COLUMNS, LayerProfile, parse_format, parse_layer_info
 from trtlab.errors import TrtexecFormatError
 from trtlab.trtexec import load_trtexec
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "trtexec"
-if not DATA.is_dir():
-    DATA = Path("/work/shared/data/trtexec")
+DATA = Path(__file__).resolve().parent / "data" / "trtexec"
 FOLDERS = ["resnet18-a100-fp32", "resnet18-a100-fp16", "resnet18-a100-qat", "mobilenet-qat-titanrtx"]
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"trtexec test exports not found at {DATA}")
 
 
 def _json(folder: str, name: str):
