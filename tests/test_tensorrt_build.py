@@ -16,7 +16,9 @@ from trtlab.errors import (BackendUnavailableError, CancelledError, ConfigError,
                            PlanMismatchError)
 from trtlab.events import CancelToken, EventBus, Reporter, SessionLog
 
-rtx = pytest.importorskip("tensorrt_rtx_bindings", reason="TensorRT-RTX wheels (tensorrt-rtx-cu13-bindings) absent")
+from conftest import tensorrt_rtx_bindings  # noqa: E402
+
+rtx = tensorrt_rtx_bindings(module_level=True)  # skips here without it; fails under CI=true
 
 from trtlab.backends.tensorrt import TensorRTRTXBackend, load_engine  # noqa: E402
 from trtlab.backends.tensorrt.plan import metadata_path  # noqa: E402
