@@ -195,10 +195,18 @@ class ILogger:
     def __init__(self):
         pass
 
+    def log(self, severity, msg):
+        """Overridden by the application (the fake Runtime calls it), as in TensorRT."""
+        raise NotImplementedError
+
 
 class IProfiler:
     def __init__(self):
         pass
+
+    def report_layer_time(self, layer_name, ms):
+        """Overridden by the application (the fake context calls it), as in TensorRT."""
+        raise NotImplementedError
 
 
 class FakeEngine:

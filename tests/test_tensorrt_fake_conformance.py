@@ -1,0 +1,251 @@
+"""The TensorRT fake (tests/test_tensorrt_fakes.py) against the real `tensorrt_rtx_bindings`: every class, method,
+property and enum member the fake offers exists in the real bindings, with the same parameter names and enum values.
+
+pybind11 methods have no `inspect.signature`; their signatures are the first line of `__doc__`
+(`name(self: T, arg: type = default) -> ret`), or one numbered line per overload after "Overloaded function.".
+
+Where full TensorRT (`tensorrt`) differs from TensorRT-RTX: `ComputeCapability` and `IRuntimeCache`, and
+`IRuntimeConfig.create_runtime_cache` / `set_runtime_cache`, exist only in TensorRT-RTX (full TensorRT 10.x
+builds for the GPU it runs on and its IRuntimeConfig holds only the allocation strategy); the rest of the fake's
+surface carries the same names in both (trtlab's `_import.TrtApi` uses the RTX-only parts only when `is_rtx`).
+"""
+from __future__ import annotations
+
+import enum
+import inspect
+import re
+from typing import Any
+
+import pytest
+
+import test_tensorrt_fakes as fakes
+from conftest import tensorrt_rtx_bindings
+
+trt = tensorrt_rtx_bindings(module_level=True)  # skips here without it; fails under CI=true
+
+# the fake's stand-ins for objects TensorRT creates (not constructible from Python), and the real class of each
+STAND_INS = {fakes.FakeEngine: "ICudaEngine", fakes.FakeContext: "IExecutionContext",
+             fakes.FakeRuntimeConfig: "IRuntimeConfig", fakes.FakeRuntimeCache: "IRuntimeCache",
+             fakes.FakeInspector: "EngineInspector"}
+# attributes of the stand-ins that model real properties (the others are the fake's own bookkeeping)
+PROPERTIES = {fakes.FakeEngine: ("num_io_tensors",), fakes.FakeContext: ("profiler",),
+              fakes.FakeInspector: ("execution_context",)}
+
+
+# ---- reading real signatures ----------------------------------------------------------------------------------
+Param = tuple[str, bool]  # (name, has a default)
+
+
+def _split_top(text: str, sep: str = ",") -> list[str]:
+    """Split at `sep` outside brackets and quotes (defaults such as <Enum.X: 0> or [1, 2] stay whole)."""
+    parts, depth, quote, cur = [], 0, "", []
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{<":
+            depth += 1
+        elif ch in ")]}>":
+            depth -= 1
+        elif ch == sep and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+            continue
+        cur.append(ch)
+    if "".join(cur).strip():
+        parts.append("".join(cur))
+    return [p.strip() for p in parts]
+
+
+def _params_of(line: str, name: str) -> list[Param] | None:
+    """Parameters (without self) of one pybind11 signature line `name(self: T, a: int = 1) -> r`."""
+    m = re.match(rf"\s*(?:\d+\.\s*)?{re.escape(name)}\(", line)
+    if not m:
+        return None
+    depth, i = 1, m.end()
+    while depth and i < len(line):
+        depth += {"(": 1, ")": -1}.get(line[i], 0)
+        i += 1
+    params = []
+    for part in _split_top(line[m.end():i - 1]):
+        if part.startswith("*"):
+            return None  # the "(*args, **kwargs)" umbrella line of an overload set
+        pname = re.split(r"[:=]", part, maxsplit=1)[0].strip()
+        params.append((pname, len(_split_top(part, "=")) > 1))
+    if params and params[0][0] == "self":
+        params = params[1:]
+    return params
+
+
+def real_overloads(owner: Any, name: str) -> list[list[Param]]:
+    """Every accepted parameter list of `owner.name` in the real bindings ([] if it has none readable)."""
+    obj = inspect.getattr_static(owner, name)
+    try:
+        sig = inspect.signature(getattr(owner, name))
+        return [[(p.name, p.default is not p.empty) for p in sig.parameters.values()
+                 if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]]
+    except (TypeError, ValueError):
+        pass
+    doc = getattr(obj, "__doc__", None) or ""
+    out = [p for p in (_params_of(line, name) for line in doc.splitlines()) if p is not None]
+    return out
+
+
+def fake_params(func: Any) -> list[Param]:
+    sig = inspect.signature(func)
+    bad = [p.name for p in sig.parameters.values() if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.KEYWORD_ONLY)]
+    assert not bad, f"{func.__qualname__}: the fake must spell out its parameters, not {bad}"
+    return [(p.name, p.default is not p.empty) for p in sig.parameters.values() if p.name != "self"]
+
+
+def call_accepted(fake: list[Param], overloads: list[list[Param]]) -> list[str]:
+    """Each way the fake can be called (its required parameters, plus each optional one in turn) must be a
+    call some real overload accepts by the same names; returns the calls no overload accepts."""
+    required = sum(1 for _, d in fake if not d)
+    missing = []
+    for k in range(required, len(fake) + 1):
+        names = [n for n, _ in fake[:k]]
+        if not any([n for n, _ in real[:k]] == names and len(real) >= k and all(d for _, d in real[k:])
+                   for real in overloads):
+            missing.append(f"({', '.join(names)})")
+    return missing
+
+
+# ---- the checks -------------------------------------------------------------------------------------------------
+def _public_methods(cls: type) -> dict[str, Any]:
+    out = {}
+    for klass in reversed(cls.__mro__[:-1]):  # without object
+        for name, value in vars(klass).items():
+            if not name.startswith("_") and inspect.isfunction(value):
+                out[name] = value
+    return out
+
+
+def check_class(fake: type, real: type, properties: tuple[str, ...] = (), with_init: bool = False) -> list[str]:
+    """What `fake` offers that `real` lacks or spells differently."""
+    problems = []
+    methods = _public_methods(fake)
+    if with_init:
+        methods["__init__"] = fake.__init__
+    for name, func in sorted(methods.items()):
+        where = f"{real.__name__}.{name}"
+        if not hasattr(real, name):
+            problems.append(f"{where}: no such method in {trt.__name__}")
+            continue
+        overloads = real_overloads(real, name)
+        if not overloads:
+            problems.append(f"{where}: no readable signature in {trt.__name__}")
+            continue
+        for call in call_accepted(fake_params(func), overloads):
+            problems.append(f"{where}{call}: the fake accepts it, {trt.__name__} has only "
+                            + " | ".join("(" + ", ".join(n + ("=" if d else "") for n, d in o) + ")"
+                                         for o in overloads))
+    for name in properties:
+        if not isinstance(inspect.getattr_static(real, name, None), property):
+            problems.append(f"{real.__name__}.{name}: not a property in {trt.__name__}")
+    for name, value in vars(fake).items():
+        if isinstance(value, type) and issubclass(value, enum.Enum):
+            problems += check_enum(value, getattr(real, name, None), f"{real.__name__}.{name}")
+    return problems
+
+
+def check_enum(fake: type[enum.Enum], real: Any, where: str) -> list[str]:
+    if real is None or not hasattr(real, "__members__"):
+        return [f"{where}: no such enum in {trt.__name__}"]
+    members = dict(real.__members__)
+    out = []
+    for m in fake:
+        if m.name not in members:
+            out.append(f"{where}.{m.name}: no such member in {trt.__name__} (it has {sorted(members)})")
+        elif int(members[m.name]) != int(m.value):
+            out.append(f"{where}.{m.name} = {m.value} in the fake, {int(members[m.name])} in {trt.__name__}")
+    return out
+
+
+def check_module(fake_module: Any) -> list[str]:
+    """Every name of the fake module exists in the real one; its classes and enums as check_class/check_enum say."""
+    problems = []
+    for name, value in sorted(vars(fake_module).items()):
+        if not hasattr(trt, name):
+            problems.append(f"{name}: no such name in {trt.__name__}")
+        elif isinstance(value, type) and issubclass(value, enum.Enum):
+            problems += check_enum(value, getattr(trt, name), name)
+        elif isinstance(value, type):
+            problems += check_class(value, getattr(trt, name), with_init=True)
+    return problems
+
+
+# ---- tests ----------------------------------------------------------------------------------------------------
+def test_the_fake_module_matches_the_real_bindings():
+    module = fakes.make_module(fakes.FakeCudart())
+    assert {"Runtime", "ILogger", "IProfiler", "TensorIOMode", "LayerInformationFormat",
+            "ComputeCapability"} <= set(vars(module))
+    assert check_module(module) == []
+
+
+@pytest.mark.parametrize("fake", list(STAND_INS), ids=lambda c: c.__name__)
+def test_each_stand_in_matches_its_real_class(fake):
+    real = getattr(trt, STAND_INS[fake])
+    assert _public_methods(fake), f"{fake.__name__} offers no methods to check"
+    assert check_class(fake, real, PROPERTIES.get(fake, ())) == []
+
+
+def test_the_stand_ins_cover_what_trtlab_calls():
+    # every real class the fake stands in for is named here, so a new fake class without a STAND_INS entry fails
+    offered = {name for name, v in vars(fakes).items() if isinstance(v, type) and name.startswith("Fake")}
+    assert offered - {"FakeCudart"} == {c.__name__ for c in STAND_INS}
+
+
+def test_the_checker_reads_pybind_signatures_and_overloads():
+    assert real_overloads(trt.IExecutionContext, "set_tensor_address") == [[("name", False), ("memory", False)]]
+    create = real_overloads(trt.ICudaEngine, "create_execution_context")
+    assert [("strategy", True)] in create and [("runtime_config", True)] in create
+    assert real_overloads(trt.Runtime, "__init__") == [[("logger", False)]]
+    assert _params_of("f(self: T, a: x.E = <E.S: 0>, b: list[int] = [1, 2]) -> None", "f") == [("a", True),
+                                                                                               ("b", True)]
+
+
+def test_a_wrong_fake_entry_fails_the_check():
+    class WrongContext:
+        profiler = None
+
+        def set_input_shape(self, tensor, shape):  # real: (name, shape)
+            return True
+
+        def execute_async_v3(self, stream):  # real: (stream_handle)
+            return True
+
+        def execute_v4(self, bindings):  # no such method
+            return True
+
+        def get_tensor_shape(self, name, profile=0):  # real takes no profile
+            return ()
+
+    problems = check_class(WrongContext, trt.IExecutionContext, ("profiler", "batch_size"))
+    text = "\n".join(problems)
+    assert "IExecutionContext.set_input_shape(tensor, shape)" in text
+    assert "IExecutionContext.execute_async_v3(stream)" in text
+    assert "IExecutionContext.execute_v4: no such method" in text
+    assert "IExecutionContext.get_tensor_shape(name, profile)" in text
+    assert "IExecutionContext.get_tensor_shape(name)" not in text  # the call without the extra argument is fine
+    assert "IExecutionContext.batch_size: not a property" in text
+    assert len(problems) == 5, problems
+
+    class Mode(enum.Enum):
+        INPUT = 1
+        OUTPUT = 3  # real: 2
+        BOTH = 4    # no such member
+    wrong = check_enum(Mode, trt.TensorIOMode, "TensorIOMode")
+    assert wrong == ["TensorIOMode.OUTPUT = 3 in the fake, 2 in tensorrt_rtx_bindings",
+                     f"TensorIOMode.BOTH: no such member in tensorrt_rtx_bindings (it has "
+                     f"{sorted(trt.TensorIOMode.__members__)})"]
+
+    class Logger:
+        class Severity(enum.Enum):
+            FATAL = 0
+
+        def log(self, level, message):  # real: (severity, msg)
+            pass
+    text = "\n".join(check_class(Logger, trt.ILogger))
+    assert "ILogger.log(level, message)" in text and "ILogger.Severity.FATAL: no such member" in text
