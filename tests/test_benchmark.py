@@ -35,7 +35,10 @@ def test_result_throughput_frame_and_summary_text():
     assert "=== Performance summary ===" in text and "Throughput: 160 qps" in text
     assert "median = 5 ms" in text and "percentile(99%)" in text
     back = BenchmarkResult.from_dict(json.loads(json.dumps(r.to_dict())))
-    np.testing.assert_array_equal(back.latencies_ms, lat) and back.batch == 8
+    np.testing.assert_array_equal(back.latencies_ms, lat)
+    np.testing.assert_array_equal(back.starts_s, [10.0, 10.002, 10.006, 10.012])
+    assert (back.engine, back.batch, back.wall_s, back.warmup) == ("m fp32", 8, 0.025, 2)
+    assert back.throughput == pytest.approx(160.0)
 
 
 def test_session_benchmark_iterations_and_duration(tiny_model, workspace):

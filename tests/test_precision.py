@@ -99,7 +99,14 @@ def test_weight_report_counts_flush_subnormal_clamp():
 def test_bf16_is_valid_onnx_but_refused_by_ort_cpu(tiny_model, workspace):
     v = make_variant(Model.load(tiny_model), BuildConfig.make(precision="bf16"))
     onnx.checker.check_model(v.model, full_check=True)
-    assert _types(v.model)["w0"] == TensorProto.BFLOAT16 or any("stay fp32" in n for n in v.notes)
+    # which weights become bf16 follows ONNX's own schemas at opset 17: Gemm takes bfloat16, Conv does not (22+)
+    types = _types(v.model)
+    for op, weights in (("Conv", ("w0", "b0", "w1", "b1")), ("Gemm", ("fc_w", "fc_b"))):
+        allowed = "tensor(bfloat16)" in onnx.defs.get_schema(op, 17).type_constraints[0].allowed_type_strs
+        assert allowed == (op == "Gemm")
+        want = TensorProto.BFLOAT16 if allowed else TensorProto.FLOAT
+        assert [types[w] for w in weights] == [want] * len(weights), op
+    assert any("Conv" in n and "stay fp32" in n for n in v.notes), v.notes
     s = trtlab.Session(tiny_model, workspace=workspace)
     with pytest.raises(PrecisionNotSupportedError, match="bf16"):
         s.build(precision="bf16", batch=1)
