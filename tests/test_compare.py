@@ -176,6 +176,29 @@ def test_range_report_counts_match_numpy(tmp_path):
     assert len(rep.problems("fp16")) == 2
 
 
+def test_candidate_overflowing_to_inf_is_a_result_not_a_math_error(tmp_path):
+    """x * 3e4 passes FP16's 65504 for |x| > 2.18: the FP16 candidate holds inf there. The comparison reports it
+    (SNR -inf, the tensor as first divergence); it used to raise ValueError from log10(0)."""
+    g = helper.make_graph([helper.make_node("Mul", ["x", "k"], ["big"], name="grow"),
+                           helper.make_node("Mul", ["big", "s"], ["y"], name="shrink")], "overflow",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])],
+                          [numpy_helper.from_array(np.array(3e4, np.float32), "k"),
+                           numpy_helper.from_array(np.array(1e-4, np.float32), "s")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    s = trtlab.Session(m, workspace=tmp_path)
+    x = np.linspace(-4, 4, 64, dtype=np.float32).reshape(1, 64)
+    assert not np.any((np.abs(x) > 2.17) & (np.abs(x) < 2.20))  # no element near the rounding boundary
+    c = s.compare("fp32", "fp16", outputs=["big"], data=[{"x": x}])
+    f = c.to_frame().set_index("tensor")
+    n_inf = int(np.count_nonzero(np.abs(x) > 2.2))
+    assert n_inf > 0 and f.loc["big", "cand_inf"] == n_inf and f.loc["big", "ref_inf"] == 0
+    assert f.loc["big", "overflow"] == np.count_nonzero(np.abs(x * np.float32(3e4)) > 65504)
+    assert f.loc["big", "snr_db"] == -math.inf and f.loc["big", "rel_rms_err"] == math.inf
+    assert c.first_divergence()["tensor"] == "big"
+
+
 def test_marking_effect_reports_lost_fusions(tmp_path):
     s = trtlab.Session(conv_model(), workspace=tmp_path)
     s.mark_outputs("all")

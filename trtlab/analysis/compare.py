@@ -110,6 +110,8 @@ class TensorStats:
     def row(self) -> dict[str, Any]:
         """The statistics as one table row."""
         denom = math.sqrt(self.sum_ref2 * self.sum_cand2)
+        # an infinite error (a candidate overflowing to inf) makes the quotient 0: SNR -inf, not a math error
+        signal_to_error = self.sum_ref2 / self.sum_err2 if self.sum_err2 > 0 else math.inf
         return {"tensor": self.name, "shape": list(self.shape) if self.shape else None, "ref_dtype": self.ref_dtype,
                 "cand_dtype": self.cand_dtype, "max_abs_err": self.max_abs,
                 "mean_abs_err": self.sum_abs / self.n if self.n else math.nan, "max_rel_err": self.max_rel,
@@ -117,7 +119,7 @@ class TensorStats:
                 "elements_over_10pct": self.over10, "total_elements": self.n,
                 "ratio": self.over10 / self.n if self.n else 0.0,
                 "cosine": self.dot / denom if denom > 0 else (1.0 if self.sum_err2 == 0 else 0.0),
-                "snr_db": 10 * math.log10(self.sum_ref2 / self.sum_err2) if self.sum_err2 > 0 and self.sum_ref2 > 0
+                "snr_db": 10 * math.log10(signal_to_error) if 0 < signal_to_error < math.inf
                 else (math.inf if self.sum_err2 == 0 else -math.inf),
                 "rel_rms_err": math.sqrt(self.sum_err2 / self.sum_ref2) if self.sum_ref2 > 0
                 else (0.0 if self.sum_err2 == 0 else math.inf),
