@@ -71,3 +71,69 @@ def tiny_model() -> onnx.ModelProto:
 def workspace(tmp_path):
     """A fresh workspace folder."""
     return tmp_path / "ws"
+
+
+def range_model() -> onnx.ModelProto:
+    """x*2 -> Relu -> (*1e-7 -> *1e4) and (*3e4): in FP16 the 1e-7 branch underflows and turns subnormal (the
+    first divergence, tensor 'tiny' at position 2) and the 3e4 branch overflows 65504; dynamic batch, 256 wide."""
+    def const(v: float, name: str) -> onnx.TensorProto:
+        return numpy_helper.from_array(np.array(v, np.float32), name)
+    nodes = [helper.make_node("Mul", ["x", "k_in"], ["scaled"], name="scale_in"),
+             helper.make_node("Relu", ["scaled"], ["r"], name="relu"),
+             helper.make_node("Mul", ["r", "k_tiny"], ["tiny"], name="shrink"),
+             helper.make_node("Mul", ["tiny", "k_back"], ["back"], name="restore"),
+             helper.make_node("Mul", ["r", "k_big"], ["big"], name="grow")]
+    g = helper.make_graph(nodes, "ranges", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 256])],
+                          [helper.make_tensor_value_info("back", TensorProto.FLOAT, ["batch", 256]),
+                           helper.make_tensor_value_info("big", TensorProto.FLOAT, ["batch", 256])],
+                          [const(2.0, "k_in"), const(1e-7, "k_tiny"), const(1e4, "k_back"), const(3e4, "k_big")])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+# ---- real results, computed once per test run (small models, few iterations) ---------------------------------
+# Tests of plots, widgets and the report read these: frames exactly as trtlab produces them.
+@pytest.fixture(scope="session")
+def mlp_session(tmp_path_factory):
+    """A Session on the zoo's MLP (64 -> 128 -> 128 -> 10), ONNX Runtime on the CPU."""
+    import trtlab
+    import trtlab.zoo as zoo
+    return trtlab.Session(zoo.mlp(), workspace=tmp_path_factory.mktemp("mlp-ws"))
+
+
+@pytest.fixture(scope="session")
+def real_profile(mlp_session):
+    """Session.profile_layers of the MLP at batch 2 (LayerProfile)."""
+    return mlp_session.profile_layers(mlp_session.build("fp32", batch=2), runs=5, warmup=1)
+
+
+@pytest.fixture(scope="session")
+def real_benchmark(mlp_session):
+    """Session.benchmark of the MLP at batch 2, 40 iterations (BenchmarkResult)."""
+    return mlp_session.benchmark(mlp_session.build("fp32", batch=2), iterations=40, warmup=2)
+
+
+@pytest.fixture(scope="session")
+def real_sweep(mlp_session):
+    """Session.sweep of the MLP over batch 1, 2, 4 x fp32, fp16 (SweepResult)."""
+    return mlp_session.sweep(batch=(1, 2, 4), precision=("fp32", "fp16"), iterations=20, warmup=2, monitor=False)
+
+
+@pytest.fixture(scope="session")
+def range_session(tmp_path_factory):
+    """A Session on range_model()."""
+    import trtlab
+    return trtlab.Session(range_model(), workspace=tmp_path_factory.mktemp("ranges-ws"))
+
+
+@pytest.fixture(scope="session")
+def real_compare(range_session):
+    """Session.compare fp32 vs fp16 of range_model over 2 random batches of 2 (ComparisonResult)."""
+    return range_session.compare("fp32", "fp16", data=2, batch=2)
+
+
+@pytest.fixture(scope="session")
+def real_range_report(range_session):
+    """Session.fp16_range_report of range_model over the same 2 random batches of 2."""
+    return range_session.fp16_range_report(data=2, batch=2)

@@ -13,6 +13,7 @@ from trtlab.errors import ConfigError
 from trtlab.monitor import Monitor
 
 from conftest import conv_model
+from test_monitor import fake_gpu  # noqa: F401  (the fixture: pynvml answered by a fake GPU)
 
 
 @pytest.fixture(scope="module")
@@ -21,13 +22,13 @@ def session(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def profile(session):
-    return session.profile_layers(session.build("fp32", batch=2), runs=5, warmup=1)
+def profile(real_profile):
+    return real_profile
 
 
 @pytest.fixture(scope="module")
-def bench(session):
-    return session.benchmark(session.build("fp32", batch=2), iterations=40, warmup=2)
+def bench(real_benchmark):
+    return real_benchmark
 
 
 def _bars(fig: go.Figure) -> pd.DataFrame:
@@ -44,7 +45,11 @@ def test_layer_timings_shows_every_layer_with_its_time_and_op_type(profile):
     np.testing.assert_allclose(merged["ms"], merged["median_ms"])
     assert (merged["trace"] == merged["op_type"]).all()  # one trace (legend entry) per op type
     # slowest layer is drawn last on the category axis (= at the top of a horizontal bar chart)
-    assert fig.layout.yaxis.categoryarray[-1] == frame.sort_values("median_ms").iloc[-1]["name"]
+    # (microsecond timings tie: the top layer is one of the slowest, and the axis runs in time order)
+    median = frame.set_index("name")["median_ms"]
+    order = list(fig.layout.yaxis.categoryarray)
+    assert sorted(order) == sorted(frame["name"]) and median[order[-1]] == median.max()
+    assert list(median[order]) == sorted(median)
     assert "ms" in fig.layout.xaxis.title.text and fig.layout.title.text
     hover = " ".join(h for t in fig.data for h in t.hovertext)
     assert "% of total" in hover and "out: [" in hover
@@ -124,54 +129,79 @@ def test_monitor_timeline_from_real_psutil_samples():
     assert len(per_cpu.data) == len(fig.data) + m._source.n_cpus
 
 
-def test_monitor_timeline_groups_gpu_columns():
-    f = pd.DataFrame({"time_s": [0.0, 0.1], "utilization.gpu [%]": [10, 90], "memory.used [MiB]": [100, 200],
-                      "clocks.current.sm [MHz]": [1400, 1980], "power.draw [W]": [80.5, 300.25]})
+def test_monitor_timeline_groups_gpu_columns(fake_gpu):
+    # a real Monitor on NVML, whose pynvml calls go to the fake GPU of test_monitor (tied there to pynvml)
+    with Monitor(interval=0.02, source="nvml") as m:
+        while len(m.samples) < 3:
+            time.sleep(0.01)
+    f = m.to_frame()
     fig = plots.monitor_timeline(f)
     assert [a.text for a in fig.layout.annotations] == ["utilization [%]", "memory used [MiB]", "clock [MHz]",
                                                         "power [W]"]
-    assert "NVML" in fig.layout.title.text
+    assert "NVML" in fig.layout.title.text and f"{len(f)} samples" in fig.layout.title.text
+    util = next(t for t in fig.data if t.name == "utilization.gpu [%]")
+    np.testing.assert_allclose(np.asarray(util.y, dtype=float), f["utilization.gpu [%]"].astype(float))
 
 
-@pytest.fixture
-def compare_frame():
-    return pd.DataFrame({"tensor": ["a", "b", "c", "d", "e"],
-                         "max_abs_error": [1e-6, 1e-5, 1e-3, 5e-2, 0.3],
-                         "passed": [True, True, False, False, False],
-                         "overflow": [0, 0, 0, 12, 0], "underflow": [0, 300, 5, 0, 0], "subnormal": [0, 0, 0, 0, 7],
-                         "count": [1000] * 5})
+GRAPH_ORDER = ["scaled", "r", "tiny", "back", "big"]  # range_model's tensors, in the order its nodes run
 
 
-def test_deviation_ratio_highlights_failures_in_graph_order(compare_frame):
-    fig = plots.deviation_ratio(compare_frame)
+def test_deviation_ratio_highlights_failures_in_graph_order(real_compare):
+    frame = real_compare.to_frame()
+    div = real_compare.first_divergence()
+    assert div["tensor"] == "tiny" and div["index"] == 2  # the FP16 underflow branch, as range_model says
+    fig = plots.deviation_ratio(frame, threshold=0.1, divergence=div)
     bar = fig.data[0]
-    assert list(bar.x) == ["a", "b", "c", "d", "e"]
-    np.testing.assert_allclose(bar.y, compare_frame["max_abs_error"])
-    assert [c == plots.PALETTE[3] for c in bar.marker.color] == [False, False, True, True, True]
-    assert "3 of 5" in fig.layout.title.text
+    assert list(bar.x) == GRAPH_ORDER
+    np.testing.assert_allclose(bar.y, frame["ratio"])
+    # highlighted: above the tolerance, or the first divergence (counted here from the frame's own numbers)
+    want = [r > 0.1 or i == 2 for i, r in enumerate(frame["ratio"])]
+    assert [c == plots.PALETTE[3] for c in bar.marker.color] == want and any(want) and not all(want)
+    assert f"{sum(r > 0.1 for r in frame['ratio'])} of 5 exceed tolerance; first divergence tiny" in \
+        fig.layout.title.text
+    assert "first divergence" in " ".join(bar.hovertext)
+    plain = plots.deviation_ratio(frame)
+    assert "5 tensors" in plain.layout.title.text and set(plain.data[0].marker.color) == {plots.PALETTE[0]}
     with pytest.raises(ConfigError, match="none of the columns"):
-        plots.deviation_ratio(compare_frame[["tensor", "passed"]])
+        plots.deviation_ratio(frame[["tensor", "shape"]])
 
 
-def test_fp16_range_counts_log_scale_with_zero_as_gap(compare_frame):
-    fig = plots.fp16_range_counts(compare_frame)
+@pytest.mark.parametrize("source", ["range_report", "compare"])
+def test_fp16_range_counts_log_scale_with_zero_as_gap(source, real_range_report, real_compare):
+    frame = real_range_report.to_frame() if source == "range_report" else real_compare.to_frame()
+    prefix = "fp16_" if source == "range_report" else ""
+    total = frame["elements" if source == "range_report" else "total_elements"]
+    fig = plots.fp16_range_counts(frame)
     assert fig.layout.yaxis.type == "log"
-    by = {t.name: list(t.y) for t in fig.data}
-    assert by["overflow"][3] == 12 and np.isnan(by["overflow"][0])
-    assert by["underflow"][1] == 300
-    assert "4 of 5 tensors" in fig.layout.title.text
-    assert "300 of 1,000 (30.00%)" in " ".join(fig.data[1].hovertext)
+    assert [t.name for t in fig.data] == ["overflow", "underflow", "subnormal"]
+    for t in fig.data:
+        counts = frame[prefix + t.name].to_numpy()
+        assert list(t.x) == GRAPH_ORDER
+        # zero counts are gaps on the log axis, the others drawn as counted
+        np.testing.assert_array_equal(np.asarray(t.y, dtype=float), np.where(counts > 0, counts, np.nan))
+    over = frame.set_index("tensor")[prefix + "overflow"]
+    assert over["big"] > 0 and over["scaled"] == 0  # 3e4 x relu(2x) passes 65504 in FP16
+    under = int(frame.set_index("tensor").loc["tiny", prefix + "underflow"])
+    assert under > 0
+    assert f"{under:,} of {int(total[2]):,} ({under / total[2]:.2%})" in fig.data[1].hovertext[2]
+    affected = int((frame[[prefix + c for c in ("overflow", "underflow", "subnormal")]].sum(axis=1) > 0).sum())
+    assert f"{affected} of 5 tensors" in fig.layout.title.text
 
 
-def test_error_growth_marks_first_divergence(compare_frame):
-    fig = plots.error_growth(compare_frame)
+def test_error_growth_marks_first_divergence(real_compare):
+    frame = real_compare.to_frame()
+    fig = plots.error_growth(frame, divergence=real_compare.first_divergence())
+    np.testing.assert_allclose(fig.data[0].y, frame["rel_rms_err"])
     marker = next(t for t in fig.data if t.name == "first divergence")
-    assert list(marker.x) == [2]
+    assert list(marker.x) == [2] and marker.y[0] == pytest.approx(frame["rel_rms_err"][2])
     assert fig.layout.shapes[0].x0 == 2
     assert fig.layout.yaxis.type == "log"
-    # with an explicit tolerance the first value above it is the divergence
-    assert plots.first_divergence(compare_frame.drop(columns=["passed"]), threshold=0.01) == 3
-    assert plots.first_divergence(compare_frame.assign(passed=True)) is None
+    assert list(fig.layout.xaxis.ticktext) == GRAPH_ORDER
+    # without a divergence given: none found, or the first tensor above an explicit tolerance
+    assert "no divergence" in plots.error_growth(frame).layout.title.text
+    rel = frame["rel_rms_err"].to_numpy()
+    assert plots.first_divergence(frame, threshold=0.01) == int(np.flatnonzero(rel > 0.01)[0]) == 2
+    assert plots.first_divergence(frame, threshold=10 * rel.max()) is None
 
 
 def test_throughput_vs_batch_marks_the_knee():
@@ -233,9 +263,9 @@ def test_fp16_range_counts_counts_a_real_overflow(tmp_path):
     assert over["y"] == np.count_nonzero(np.abs(x * np.float32(1e5)) > 65504)
 
 
-def test_throughput_vs_batch_from_a_real_sweep(session):
-    res = session.sweep(batch=(1, 2, 4), precision=("fp32", "fp16"), iterations=20, warmup=2, monitor=False)
-    frame = res.to_frame()
+def test_throughput_vs_batch_from_a_real_sweep(real_sweep):
+    frame = real_sweep.to_frame()
+    assert set(frame["status"]) == {"ok"} and len(frame) == 6
     fig = plots.throughput_vs_batch(frame[frame["status"] == "ok"])
     for prec in ("fp32", "fp16"):
         line = next(t for t in fig.data if t.name == f"{prec} throughput")
