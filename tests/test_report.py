@@ -7,8 +7,6 @@ import re
 import time
 
 import numpy as np
-
-import pandas as pd
 import plotly
 import pytest
 
@@ -46,16 +44,15 @@ def filled(tmp_path_factory):
             time.sleep(0.02)
     p1 = s.profile_layers(e1, runs=3, warmup=1)
     p2 = s.profile_layers(e2, runs=3, warmup=1)
-    cmp = pd.DataFrame({"tensor": ["c0", "r0", "logits"], "max_abs_error": [1e-4, 2e-3, 0.5],
-                        "passed": [True, True, False], "overflow": [0, 0, 4], "underflow": [3, 0, 0]})
-    s.workspace.save_result("compare", {"reference": "fp32", "candidate": "fp16"}, cmp)
-    sweep = pd.DataFrame({"precision": ["fp32"] * 3, "batch": [1, 2, 4], "status": ["ok"] * 3,
-                          "throughput_ips": [10.0, 18.0, 19.0], "latency_p99_ms": [1.0, 1.2, 2.5]})
-    s.workspace.save_result("sweep", {"points": 3}, sweep)
+    sweep = s.sweep(batch=(1, 2, 4), iterations=20, warmup=2, monitor=False)
+    # an input 3e4 times larger overflows FP16 in the first Conv: a comparison with a first divergence
+    big = (np.random.default_rng(0).standard_normal((2, 3, 16, 16)) * 3e4).astype(np.float32)
+    overflowing = s.compare("fp32", "fp16", data=[{"input": big}])
+    assert overflowing.first_divergence()["tensor"] == "c0"
     s.comparison = s.compare("fp32", "fp16")  # kept for the display test
     s.fp16_range_report()
     path = s.report(tmp_path_factory.mktemp("out") / "sub" / "report.html")
-    return s, path, bench, p1, p2
+    return s, path, bench, p1, p2, sweep, overflowing
 
 
 def test_report_is_one_file_with_plotly_inlined_once(filled):
@@ -69,7 +66,7 @@ def test_report_is_one_file_with_plotly_inlined_once(filled):
 
 
 def test_report_charts_every_kind_of_result(filled):
-    s, path, bench, p1, p2 = filled
+    s, path, bench, p1, p2, sweep, overflowing = filled
     text = path.read_text(encoding="utf-8")
     for heading in ("Environment", "Engines", "Benchmarks", "Per-layer profiles", "Sweeps and tuning",
                     "Comparisons and other results", "Monitor traces", "Log"):
@@ -85,7 +82,17 @@ def test_report_charts_every_kind_of_result(filled):
     bars = [t for data in payloads for t in data if t["type"] == "bar" and t.get("orientation") == "h"]
     shown = {y: x for t in bars[:len(set(p1.frame["op_type"]))] for x, y in zip(values(t["x"]), values(t["y"]))}
     assert shown == pytest.approx(dict(zip(p1.frame["name"], p1.frame["median_ms"])))
-    assert any(t.get("name") == "first divergence" for data in payloads for t in data)
+    # the overflowing comparison: deviation bars as compare measured them, the divergence at c0 marked
+    frame = overflowing.to_frame()
+    dev = [d for d in payloads if d[0]["type"] == "bar" and values(d[0]["x"]) == list(frame["tensor"])]
+    assert any(values(d[0]["y"]) == pytest.approx(list(frame["ratio"])) for d in dev)
+    marks = [t for data in payloads for t in data if t.get("name") == "first divergence"]
+    assert marks and all(values(t["x"]) == [0] for t in marks)
+    # the sweep: its throughput line is the sweep's measured points, in batch order
+    points = sweep.to_frame().sort_values("batch")
+    lines = [t for data in payloads for t in data if t.get("name") == "fp32 throughput"]
+    assert len(lines) == 1 and values(lines[0]["x"]) == [1, 2, 4]
+    assert values(lines[0]["y"]) == pytest.approx(list(points["throughput_ips"]))
     assert any(t.get("name", "").endswith("knee") for data in payloads for t in data)
     assert any(t.get("name") == "cpu.utilization [%]" or t.get("name") == "utilization.gpu [%]"
                for data in payloads for t in data)
@@ -101,7 +108,7 @@ def test_report_of_an_empty_workspace_says_so(tmp_path):
 
 
 def test_results_have_notebook_and_terminal_displays(filled):
-    s, _path, bench, p1, _p2 = filled
+    s, _path, bench, p1, *_ = filled
     eng = s.build("fp32", batch=2)
     cmp = s.comparison
     for obj, must in ((s, s.model.name), (eng, eng.name), (bench, f"{bench.throughput:.1f} qps"),

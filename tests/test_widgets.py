@@ -231,19 +231,26 @@ def test_log_tab_filters_by_level_and_search(panel, session):
     assert log.records() == []
 
 
-def test_precision_tab_charts_and_click_to_pin(panel):
-    tab = panel.precision
-    frame = pd.DataFrame({"tensor": ["c0", "r0", "c1", "a1"], "max_abs_error": [1e-5, 1e-5, 0.2, 0.4],
-                          "passed": [True, True, False, False], "overflow": [0, 0, 3, 9],
-                          "underflow": [10, 0, 0, 0], "subnormal": [0, 4, 0, 0]})
-    tab.show(frame)
-    assert list(tab.charts.deviation.data[0].x) == ["c0", "r0", "c1", "a1"]
-    assert tab.charts.ranges.layout.yaxis.type == "log"
-    assert "first divergence" in [t.name for t in tab.charts.growth.data]
-    assert tab.pin_tensor("c1") == "conv1"
-    assert panel.build.pins.selected == ["conv1"]
-    assert tab.rebuild_button.layout.display is None
-    assert tab.pin_tensor("input") is None
+def test_precision_tab_charts_and_click_to_pin(range_session, real_compare):
+    # a real fp16 comparison of range_model, whose 'tiny' tensor (made by node 'shrink') diverges
+    panel = range_session.panel(monitor=False)
+    try:
+        tab = panel.precision
+        frame = real_compare.to_frame()
+        tab.show(real_compare)
+        assert list(tab.charts.deviation.data[0].x) == ["scaled", "r", "tiny", "back", "big"]
+        np.testing.assert_allclose(tab.charts.deviation.data[0].y, frame["ratio"])
+        assert tab.charts.ranges.layout.yaxis.type == "log"
+        marker = next(t for t in tab.charts.growth.data if t.name == "first divergence")
+        assert list(marker.x) == [2]
+        assert "5 tensors compared" in tab.status.value and "first divergence at <b>tiny</b>" in tab.status.value
+        assert tab.pin_tensor("tiny") == "shrink"
+        assert panel.build.pins.selected == ["shrink"]
+        assert tab.rebuild_button.layout.display is None
+        assert tab.pin_tensor("x") is None  # a graph input: no layer makes it
+        assert panel.build.pins.selected == ["shrink"]
+    finally:
+        panel.close()
 
 
 def test_precision_tab_runs_a_real_comparison_with_the_build_pins(panel, session):
