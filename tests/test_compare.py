@@ -199,12 +199,33 @@ def test_candidate_overflowing_to_inf_is_a_result_not_a_math_error(tmp_path):
     assert c.first_divergence()["tensor"] == "big"
 
 
+def _ort_executed_ops(model: onnx.ModelProto, tmp_path: Path) -> list[str]:
+    """Op types of the graph plain ONNX Runtime (ORT_ENABLE_ALL, CPU) executes for `model`."""
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.optimized_model_filepath = str(tmp_path / f"opt-{len(model.graph.output)}.onnx")
+    ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return [n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node]
+
+
 def test_marking_effect_reports_lost_fusions(tmp_path):
-    s = trtlab.Session(conv_model(), workspace=tmp_path)
+    proto = conv_model()
+    s = trtlab.Session(proto, workspace=tmp_path / "ws")
     s.mark_outputs("all")
     eff = s.marking_effect(s.build(batch=1))
-    assert eff["changed"] and eff["marked_nodes"] > eff["unmarked_nodes"]
-    assert "blocked" in eff["note"] or "fusions" in eff["note"]
+    # the reference: plain ONNX Runtime on the model and on a copy with every tensor a graph output
+    marked = onnx.ModelProto()
+    marked.CopyFrom(proto)
+    marked.graph.output.extend(helper.make_empty_tensor_value_info(n) for n in s.model.activation_names()
+                               if n != "logits")
+    plain_ops, marked_ops = _ort_executed_ops(proto, tmp_path), _ort_executed_ops(marked, tmp_path)
+    assert (eff["marked_nodes"], eff["unmarked_nodes"]) == (len(marked_ops), len(plain_ops))
+    assert len(marked_ops) > len(plain_ops) and eff["changed"]
+    lost = sorted(set(plain_ops) - set(marked_ops))
+    assert eff["fused_ops_lost"] == lost and ("fused ops lost" in eff["note"]) == bool(lost)
+    assert f"{len(marked_ops)} nodes marked vs {len(plain_ops)} unmarked" in eff["note"]
+    assert "marked tensors block fusions, as TensorRT FAQ 9 warns" in eff["note"]
     with pytest.raises(ConfigError, match="no such tensor"):
         s.mark_outputs(["nope"])
 

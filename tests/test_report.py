@@ -52,7 +52,7 @@ def filled(tmp_path_factory):
     s.comparison = s.compare("fp32", "fp16")  # kept for the display test
     s.fp16_range_report()
     path = s.report(tmp_path_factory.mktemp("out") / "sub" / "report.html")
-    return s, path, bench, p1, p2, sweep, overflowing
+    return s, path, bench, p1, p2, sweep, overflowing, mon
 
 
 def test_report_is_one_file_with_plotly_inlined_once(filled):
@@ -66,7 +66,7 @@ def test_report_is_one_file_with_plotly_inlined_once(filled):
 
 
 def test_report_charts_every_kind_of_result(filled):
-    s, path, bench, p1, p2, sweep, overflowing = filled
+    s, path, bench, p1, p2, sweep, overflowing, mon = filled
     text = path.read_text(encoding="utf-8")
     for heading in ("Environment", "Engines", "Benchmarks", "Per-layer profiles", "Sweeps and tuning",
                     "Comparisons and other results", "Monitor traces", "Log"):
@@ -94,8 +94,10 @@ def test_report_charts_every_kind_of_result(filled):
     assert len(lines) == 1 and values(lines[0]["x"]) == [1, 2, 4]
     assert values(lines[0]["y"]) == pytest.approx(list(points["throughput_ips"]))
     assert any(t.get("name", "").endswith("knee") for data in payloads for t in data)
-    assert any(t.get("name") == "cpu.utilization [%]" or t.get("name") == "utilization.gpu [%]"
-               for data in payloads for t in data)
+    util = "utilization.gpu [%]" if mon.source == "nvml" else "cpu.utilization [%]"
+    traces = [t for data in payloads for t in data if t.get("name") == util]
+    assert len(traces) == 1
+    assert values(traces[0]["y"]) == pytest.approx(list(mon.to_frame()[util].astype(float)))
     assert f"{bench.throughput:.4g}" in text
     assert s.model.name in text and "onnxruntime" in text
 

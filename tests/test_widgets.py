@@ -195,13 +195,13 @@ def test_monitor_tab_streams_samples_into_the_chart(session):
         assert tab.running.value and tab.monitor.running
         wait_for(lambda: tab.chart.figure.data and len(tab.chart.figure.data[0].x) >= 3, "monitor samples")
         names = [t.name for t in tab.chart.figure.data]
-        assert "cpu.utilization [%]" in names or "utilization.gpu [%]" in names
+        assert ("utilization.gpu [%]" if tab.monitor.source == "nvml" else "cpu.utilization [%]") in names
         first = tab.monitor
         tab.interval.value = 0.1  # a new rate restarts sampling with a fresh monitor
         assert tab.monitor is not first and tab.monitor.interval == 0.1 and not first.running
         tab.running.value = False
         assert not tab.monitor.running
-        assert "psutil" in tab.note.value or "nvml" in tab.note.value
+        assert tab.monitor.source in ("psutil", "nvml") and tab.monitor.source in tab.note.value
     finally:
         panel.close()
     assert not panel.monitor.monitor.running
