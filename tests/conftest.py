@@ -19,16 +19,21 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 
 
-def tensorrt_rtx_bindings(module_level: bool = False) -> ModuleType:
-    """The real `tensorrt_rtx_bindings` module. Missing, the test skips on a developer machine and FAILS in CI
-    (CI=true), where the [tensorrt-rtx] extra is installed and its absence is a broken setup, not a choice."""
+def installed(module: str, what: str, install: str, module_level: bool = False) -> ModuleType:
+    """Import `module`, a part the project's extras install. Missing, the test skips on a developer machine and
+    FAILS in CI (CI=true), where the extras are installed and an absence is a broken setup, not a choice."""
     try:
-        return importlib.import_module("tensorrt_rtx_bindings")
+        return importlib.import_module(module)
     except ImportError as exc:
-        why = f"TensorRT-RTX is not importable ({exc}); install it with {RTX_INSTALL}"
+        why = f"{what} is not importable ({exc}); install it with {install}"
     if in_ci():
         pytest.fail(f"CI=true: {why}", pytrace=False)
     pytest.skip(why, allow_module_level=module_level)
+
+
+def tensorrt_rtx_bindings(module_level: bool = False) -> ModuleType:
+    """The real `tensorrt_rtx_bindings` module (the [tensorrt-rtx] extra); see installed()."""
+    return installed("tensorrt_rtx_bindings", "TensorRT-RTX", RTX_INSTALL, module_level)
 
 
 def conv_model(channels: int = 8, size: int = 16, seed: int = 0) -> onnx.ModelProto:

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
+from conftest import installed
+
+nbformat = installed("nbformat", "nbformat", 'pip install -e ".[test]"', module_level=True)
+nbclient = installed("nbclient", "nbclient", 'pip install -e ".[test]"', module_level=True)
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "00-quickstart.ipynb"
 

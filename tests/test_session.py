@@ -38,6 +38,10 @@ def test_new_session_lists_and_reloads_engines_from_disk(tiny_model, workspace):
     assert again.metadata["cache"] == "disk" and again.config == eng.config
     x = eng.random_feeds()
     np.testing.assert_array_equal(again.run(x)["logits"], eng.run(x)["logits"])
+    # and both compute what plain ONNX Runtime computes on the original model
+    import onnxruntime as ort
+    want = ort.InferenceSession(tiny_model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, x)[0]
+    np.testing.assert_allclose(again.run(x)["logits"], want, rtol=1e-5, atol=1e-6)
     meta = json.loads((workspace / s.model.hash / "engines" / key / "metadata.json").read_text())
     assert meta["backend"] == "onnxruntime" and "onnxruntime" in meta["versions"] and meta["device"] == "CPU"
 
@@ -127,7 +131,8 @@ def test_log_filters(tiny_model, workspace):
     s.build(batch=1)
     s.log.write("warning", "something odd", "test")
     assert [r.message for r in s.log.records("warning")] == ["something odd"]
-    assert s.log.records("verbose", search="SESSION READY")
+    ready = s.log.records("verbose", search="SESSION READY")  # search ignores case
+    assert ready and all("session ready" in r.message.lower() for r in ready)
     assert "[W] test: something odd" in s.log.text("warning")
 
 

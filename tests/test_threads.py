@@ -71,8 +71,12 @@ def test_passes_on_onnxruntime_shared_session(session):
     assert report.identical and report.passed
     assert report.runs == 80 and report.mismatches == 0 and report.max_abs_diff == 0.0
     assert list(report.to_frame()["output"]) == ["logits"]
-    assert report.throughput_1 > 0 and report.throughput_n > 0
-    assert report.scaling == pytest.approx(report.throughput_n / report.throughput_1)
+    # the single-thread throughput is what a plain benchmark of the engine measures (loosely: shared CPUs), and
+    # no thread count beats 8 times it by more than the noise
+    direct = session.benchmark(engine, iterations=200, warmup=5).throughput
+    assert 0.1 < report.throughput_1 / direct < 10
+    assert 0 < report.throughput_n < 8 * 10 * direct
+    assert f"{report.scaling:.2f}x" in report.describe()
     assert "thread-safe" in report.describe() and "NOT" not in report.describe()
     # the single-thread reference itself is right (independent evaluator)
     feeds = engine.random_feeds(0)
