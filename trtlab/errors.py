@@ -26,8 +26,20 @@ class InputError(TrtlabError):
     """Input data with wrong names, shapes or dtypes."""
 
 
+class LossyCastError(InputError):
+    """An input's values would change when cast to the dtype the model takes (wrap-around, overflow to inf)."""
+
+
 class ConfigError(TrtlabError):
     """A build or analysis option that is invalid or conflicts with another."""
+
+
+class UnknownOptionError(ConfigError):
+    """A keyword argument that is no build option of the backend (a typo, or an option of another backend)."""
+
+
+class UsageError(ConfigError):
+    """A command-line argument that cannot be read (the `trtlab` command prints it and exits 2)."""
 
 
 class BackendUnavailableError(TrtlabError):
@@ -48,6 +60,14 @@ class ParserError(BuildError):
     def __init__(self, message: str, table: object = None) -> None:
         super().__init__(message)
         self.table = table
+
+
+class EngineClosedError(TrtlabError):
+    """An engine was used after close() (or after a sweep or tune released it)."""
+
+
+class CompareError(TrtlabError):
+    """Reference and candidate cannot be compared tensor by tensor (one lacks tensors the other has)."""
 
 
 class CancelledError(TrtlabError):

@@ -105,23 +105,15 @@ def lab_batches(session: "Session", data: Any, batch: int | None, seed: int = 0,
                 dims: Mapping[str, int] | None = None):
     """(checked input batches, their count or None) from data: None, N random batches or an iterable of dicts."""
     from .analysis.compare import iter_batches
-    from .precision.calibration import _check_batch, _input_specs
+    from .feeds import check_feeds
     model = session.model
 
     def random(i: int) -> dict[str, np.ndarray]:
         shapes = model.resolve_input_shapes(batch=batch or 1, dims=dict(dims or {}))
         return model.random_inputs(shapes, seed=seed + i)
     batches, total = iter_batches(data, random)
-    specs = _input_specs(model.proto)
-
-    def checked():
-        from .errors import InputError
-        for i, b in enumerate(batches):
-            try:
-                yield _check_batch(b, i, specs)
-            except InputError as exc:
-                raise InputError(str(exc).replace("calibration batch", "batch")) from None
-    return checked(), total
+    inputs = model.inputs
+    return (check_feeds(inputs, b, f"batch {i}") for i, b in enumerate(batches)), total
 
 
 def lab_names(session: "Session", outputs: Iterable[str] | str) -> list[str]:

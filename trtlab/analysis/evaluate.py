@@ -11,11 +11,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, InputError
+from ..feeds import check_feeds
 
 FAQ_MAX_DROP = 1.0  # percentage points
 
 
-def _batches(data: Any, labels: Any) -> list[tuple[Mapping[str, np.ndarray], np.ndarray]]:
+def _batches(data: Any, labels: Any, inputs: Any) -> list[tuple[Mapping[str, np.ndarray], np.ndarray]]:
     if isinstance(data, Mapping):
         data, labels = [data], [labels]
     data, labels = list(data), list(labels)
@@ -27,10 +28,11 @@ def _batches(data: Any, labels: Any) -> list[tuple[Mapping[str, np.ndarray], np.
     out = []
     for i, (d, lab) in enumerate(zip(data, labels)):
         lab = np.asarray(lab)
-        first = np.asarray(next(iter(d.values())))
-        if lab.ndim != 1 or lab.shape[0] != first.shape[0]:
+        d = check_feeds(inputs, d, f"evaluate: batch {i}")
+        n = next((a.shape[0] for a in d.values() if a.ndim), None)
+        if lab.ndim != 1 or (n is not None and lab.shape[0] != n):
             raise InputError(f"evaluate: labels of batch {i} have shape {list(lab.shape)}; expected "
-                             f"[{first.shape[0]}] (one class index per sample)")
+                             f"[{n}] (one class index per sample)")
         out.append((d, lab))
     return out
 
@@ -48,7 +50,9 @@ def evaluate(engines: Mapping[str, Any], data: Any, labels: Any, metric: str | C
     import pandas as pd
     if isinstance(metric, str) and metric not in ("top1", "top5"):
         raise ConfigError(f"metric {metric!r}: use 'top1', 'top5' or a callable(outputs, labels) -> float")
-    batches = _batches(data, labels)
+    if not engines:
+        raise ConfigError("evaluate: no engines to evaluate; pass at least one precision")
+    batches = _batches(data, labels, next(iter(engines.values())).model.inputs)
     rows = []
     for ei, (name, engine) in enumerate(engines.items()):
         out_name = output or engine.model.outputs[0].name

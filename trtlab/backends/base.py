@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 import numpy as np
 
 from ..config import BuildConfig
-from ..errors import InputError
+from ..errors import EngineClosedError
+from ..feeds import check_feeds
 from ..model import Model, TensorInfo
 from ..precision.variant import Variant
 
@@ -107,36 +108,16 @@ class Engine(ABC):
 
     # ---- input checking --------------------------------------------------------------------
     def check_feeds(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Validate names, dtypes and ranks of a feed dict; cast safe dtypes; raise InputError otherwise."""
-        if not isinstance(feeds, Mapping):
-            raise InputError(f"feeds must be a dict of input name -> numpy array, got {type(feeds).__name__}")
-        expected = {i.name: i for i in self.inputs}
-        unknown = sorted(set(feeds) - set(expected))
-        missing = sorted(set(expected) - set(feeds))
-        if unknown or missing:
-            raise InputError(f"{self.name}: inputs {unknown or ''} are not model inputs and {missing or ''} are "
-                             f"missing; the engine takes {sorted(expected)}")
-        out = {}
-        for name, value in feeds.items():
-            info = expected[name]
-            arr = np.asarray(value)
-            want = np.dtype(info.dtype) if info.dtype != "bfloat16" else np.dtype(np.float32)
-            if arr.dtype != want:
-                if np.can_cast(arr.dtype, want, casting="same_kind"):
-                    arr = arr.astype(want)
-                else:
-                    raise InputError(f"{self.name}: input {name!r} must be {want.name}, got {arr.dtype.name}; "
-                                     f"convert with .astype(np.{want.name})")
-            if info.shape is not None:
-                if arr.ndim != len(info.shape):
-                    raise InputError(f"{self.name}: input {name!r} must have rank {len(info.shape)} "
-                                     f"(shape {list(info.shape)}), got shape {list(arr.shape)}")
-                for axis, (d, got) in enumerate(zip(info.shape, arr.shape)):
-                    if isinstance(d, int) and d > 0 and d != got:
-                        raise InputError(f"{self.name}: input {name!r} must have size {d} at axis {axis} "
-                                         f"(shape {list(info.shape)}), got shape {list(arr.shape)}")
-            out[name] = np.ascontiguousarray(arr)
-        return out
+        """Validate a feed dict for this engine (names, ranks, value-preserving casts: trtlab.feeds); every run
+        path calls it first, so a closed engine is refused here with EngineClosedError."""
+        self.require_open()
+        return check_feeds(self.inputs, feeds, self.name)
+
+    def require_open(self) -> None:
+        """Raise EngineClosedError once close() has run: its runtime objects are gone."""
+        if self._closed:
+            raise EngineClosedError(f"engine {self.name} was closed (by close(), or released by a sweep or tune "
+                                    f"with keep_engines=False); get a new one with Session.build(...) again")
 
     def random_feeds(self, seed: int = 0) -> dict[str, np.ndarray]:
         """Seeded random inputs of the engine's default (opt) shapes."""

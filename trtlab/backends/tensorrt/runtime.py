@@ -203,8 +203,7 @@ class TensorRTEngine(Engine):
 
     # ---- deserialization ---------------------------------------------------------------------
     def _engine(self) -> Any:
-        if self._closed:
-            raise PlanError(f"{self.name} was closed; build or load it again")
+        self.require_open()
         if self._trt_engine is None:
             with self._init_lock:
                 if self._trt_engine is None:

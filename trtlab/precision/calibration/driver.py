@@ -12,7 +12,8 @@ import numpy as np
 import onnx
 
 from ...errors import CalibrationError, CancelledError, ConfigError, InputError, ModelError
-from ...model import Model
+from ...feeds import check_feeds
+from ...model import Model, TensorInfo
 from ..graph import FLOAT_TYPES, QMAX, all_tensor_names, as_proto, elem_types, infer_types, quantizable_tensors
 from .cache import ALGORITHMS, CalibrationTable
 from .calibrators import make_calibrator
@@ -99,47 +100,9 @@ def synthetic_batches(
 
 
 def _check_batch(batch: Any, index: int, specs: list[_InputSpec]) -> dict[str, np.ndarray]:
-    """The batch as {name: array of the model's dtype}, or InputError naming what is wrong."""
-    where = f"calibration batch {index}"
-    if not isinstance(batch, Mapping):
-        raise InputError(
-            f"{where} is a {type(batch).__name__}, expected a dict of input name -> numpy array "
-            f"(inputs: {[s.name for s in specs]})"
-        )
-    by_name = {s.name: s for s in specs}
-    for name in batch:
-        if name not in by_name:
-            raise InputError(
-                f"{where}: {name!r} is not an input of the model; its inputs are "
-                f"{list(by_name)}. Rename the key or check the model."
-            )
-    feed = {}
-    for spec in specs:
-        if spec.name not in batch:
-            raise InputError(
-                f"{where}: input {spec.name!r} is missing; expected {spec.describe()}, "
-                f"got keys {list(batch)}"
-            )
-        array = np.asarray(batch[spec.name])
-        if array.dtype != spec.dtype:
-            if not np.can_cast(array.dtype, spec.dtype, casting="same_kind"):
-                raise InputError(
-                    f"{where}: input {spec.name!r} has dtype {array.dtype}, which cannot be cast "
-                    f"safely to the model's {spec.dtype}; expected {spec.describe()}, got "
-                    f"{array.dtype} {list(array.shape)}"
-                )
-            array = array.astype(spec.dtype)
-        if spec.shape is not None:
-            static_ok = len(array.shape) == len(spec.shape) and all(
-                not isinstance(d, int) or d <= 0 or d == got for d, got in zip(spec.shape, array.shape)
-            )
-            if not static_ok:
-                raise InputError(
-                    f"{where}: input {spec.name!r} has shape {list(array.shape)}, but the model "
-                    f"expects {spec.describe()} (rank {len(spec.shape)}; '?' or names are free)"
-                )
-        feed[spec.name] = array
-    return feed
+    """The batch as {name: array of the model's dtype}, or InputError naming what is wrong (trtlab.feeds)."""
+    return check_feeds([TensorInfo(s.name, s.shape, s.dtype.name) for s in specs], batch,
+                       f"calibration batch {index}")
 
 
 # --- the driver ---------------------------------------------------------------------------
