@@ -347,3 +347,36 @@ def test_bert_compare_with_named_dims_keeps_index_tensors_exact(tmp_path):
     assert len(f) == len(s.model.activation_names())
     assert f.loc["embeddings.position_ids", "max_abs_err"] == 0 and f.loc["embeddings.position_ids", "ref_dtype"] == "int64"
     assert f.loc["last_hidden_state", "cand_dtype"] == "float32" and 0 < f.loc["last_hidden_state", "rel_rms_err"] < 0.01
+
+
+def _chain(ops: list[str]) -> onnx.ModelProto:
+    nodes, prev = [], "x"
+    for i, op in enumerate(ops):
+        nodes.append(helper.make_node(op, [prev], [f"t{i}"], name=f"n{i}"))
+        prev = f"t{i}"
+    g = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                          [helper.make_tensor_value_info(prev, TensorProto.FLOAT, [1, 4])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return onnx.shape_inference.infer_shapes(m)
+
+
+def test_candidate_lacking_a_reference_tensor_is_a_named_error():
+    """A candidate runner that never yields a tensor the reference has is refused by name (it raised StopIteration)."""
+    from trtlab.analysis.compare import compare_streaming
+    from trtlab.analysis.segments import SegmentedRunner, split
+    from trtlab.backends.base import Variant
+    from trtlab.backends.onnxruntime import OnnxRuntimeBackend
+    from trtlab.config import BuildConfig
+    from trtlab.errors import CompareError
+    from trtlab.events import Reporter
+    from trtlab.model import Model
+
+    def runner(proto: onnx.ModelProto, groups: list[list[str]]) -> SegmentedRunner:
+        return SegmentedRunner(split(proto, groups), lambda m: OnnxRuntimeBackend().build(
+            Model(m), Variant(model=m), BuildConfig(), Reporter("t", None, None)))
+    ref = runner(_chain(["Relu", "Neg", "Abs"]), [["t0"], ["t1"]])
+    cand = runner(_chain(["Relu"]), [["t0"], ["t1"]])  # has no t1
+    feeds = {"x": np.array([[1.0, -2.0, 3.0, -4.0]], np.float32)}
+    with pytest.raises(CompareError, match=r"the candidate produces no tensor 't1' that the reference has"):
+        compare_streaming(ref, cand, ["t0", "t1"], [feeds], 1)

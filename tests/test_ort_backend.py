@@ -9,7 +9,7 @@ import pytest
 from onnx.reference import ReferenceEvaluator
 
 import trtlab
-from trtlab.errors import BackendUnavailableError, ConfigError, InputError, PrecisionNotSupportedError
+from trtlab.errors import BackendUnavailableError, ConfigError, EngineClosedError, InputError, PrecisionNotSupportedError
 
 
 def test_outputs_match_onnx_reference(tiny_model, workspace):
@@ -117,3 +117,18 @@ def test_cuda_requested_without_a_gpu_is_refused_wherever_it_stands(monkeypatch)
         with pytest.raises(BackendUnavailableError, match="no NVIDIA GPU is visible"):
             provider_names(requested)
     assert provider_names(None) == ["CPUExecutionProvider"]
+
+
+def test_closed_engine_says_closed_and_how_to_get_a_new_one(tiny_model, workspace):
+    s = trtlab.Session(tiny_model, workspace=workspace)
+    eng = s.build(batch=2)
+    x = np.ones((2, 3, 16, 16), np.float32)
+    eng.close()
+    for use in (lambda: eng.run({"input": x}), lambda: eng.runner({"input": x}),
+                lambda: eng.profile_layers({"input": x}, runs=1)):
+        with pytest.raises(EngineClosedError, match=r"engine convnet .* was closed.*Session\.build\(\.\.\.\) again"):
+            use()
+    fresh = s.build(batch=2)
+    assert fresh is not eng
+    ref = ReferenceEvaluator(tiny_model).run(["logits"], {"input": x})[0]
+    np.testing.assert_allclose(fresh.run({"input": x})["logits"], ref, rtol=1e-4, atol=1e-5)

@@ -261,8 +261,14 @@ def _next_with(cand_iter: Any, ref_vals: Mapping[str, Any]) -> dict[str, np.ndar
     got: dict[str, np.ndarray] = {}
     need = set(ref_vals)
     while not need <= set(got):
-        _, vals = next(cand_iter)
-        got.update(vals)
+        step = next(cand_iter, None)
+        if step is None:
+            from ..errors import CompareError
+            lacking = sorted(need - set(got))
+            raise CompareError(f"the candidate produces no tensor {', '.join(map(repr, lacking[:5]))}"
+                               f"{' ...' if len(lacking) > 5 else ''} that the reference has: compare engines "
+                               f"built from the same model, or pass outputs=[...] naming tensors both have")
+        got.update(step[1])
     return got
 
 
