@@ -1,7 +1,9 @@
 """BuildConfig: the frozen, hashable description of one engine build, the key of the engine cache."""
 from __future__ import annotations
 
+import difflib
 import hashlib
+import inspect
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -10,6 +12,8 @@ from typing import Any, Iterable, Mapping
 from .errors import ConfigError
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8", "int8+fp16")
+# options of the precision transform, accepted whatever the backend (they change the variant every backend builds)
+PRECISION_OPTIONS: dict[str, Any] = {"keep_io_types": [True, False], "per_channel": [True, False]}
 
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1000, "kib": 1 << 10, "m": 1 << 20, "mb": 1000**2,
                "mib": 1 << 20, "g": 1 << 30, "gb": 1000**3, "gib": 1 << 30}
@@ -166,3 +170,52 @@ class BuildConfig:
             parts.append("outputs=all" if self.outputs == ("*",) else f"outputs={len(self.outputs)}")
         parts += [f"{k}={v}" for k, v in self.options]
         return " ".join(parts)
+
+
+def build_arguments() -> tuple[str, ...]:
+    """Names Session.build takes besides backend options (the BuildConfig fields, and background)."""
+    params = inspect.signature(BuildConfig.make).parameters
+    return tuple(n for n, p in params.items() if p.kind is not p.VAR_KEYWORD and n != "backend") + ("background",)
+
+
+def _same_choice(value: Any, choice: Any) -> bool:
+    if isinstance(value, bool) != isinstance(choice, bool):
+        return False
+    return value == choice or str(value).lower() == str(choice).lower()
+
+
+def check_options(backend: Any, options: Mapping[str, Any]) -> None:
+    """Refuse keyword arguments that `backend` does not declare in `Backend.options()` (or the precision options),
+    naming close matches, and values outside an option's declared choices.
+
+    `backend` is a Backend: `.name`, `.options()` (name -> list of choices, dict of nested options, or a
+    free value's default) and `.option_value(name, value)` (the value, or list of values, to check)."""
+    declared = {**PRECISION_OPTIONS, **backend.options()}
+    arguments = build_arguments()
+    for name, value in options.items():
+        if name in arguments:
+            continue
+        if name not in declared:
+            close = difflib.get_close_matches(name, list(declared) + list(arguments), n=3, cutoff=0.6)
+            hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+            from .errors import UnknownOptionError
+            raise UnknownOptionError(
+                f"unknown build option {name!r} for backend {backend.name}{hint}. Its options are "
+                f"{', '.join(sorted(set(declared) - set(arguments))) or 'none'}; build() also takes "
+                f"{', '.join(arguments)}")
+        if value is None:
+            continue
+        spec = declared[name]
+        if isinstance(spec, Mapping):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{backend.name} option {name} takes a dict (of {', '.join(spec)}), got {value!r}")
+            for sub, v in value.items():
+                if isinstance(spec.get(sub), (list, tuple)) and not any(_same_choice(v, c) for c in spec[sub]):
+                    raise ConfigError(f"{backend.name} option {name}[{sub!r}]={v!r} is not valid: choose from "
+                                      f"{', '.join(map(repr, spec[sub]))}")
+        elif isinstance(spec, (list, tuple)):
+            canon = backend.option_value(name, value)
+            for v in canon if isinstance(canon, list) else [canon]:
+                if not any(_same_choice(v, c) for c in spec):
+                    raise ConfigError(f"{backend.name} option {name}={v!r} is not valid: choose from "
+                                      f"{', '.join(map(repr, spec))}")

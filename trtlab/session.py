@@ -12,7 +12,7 @@ import numpy as np
 from . import lab, tuning
 from .backends import get_backend
 from .backends.base import Engine
-from .config import BuildConfig
+from .config import BuildConfig, check_options
 from .engines import EngineCache
 from .errors import ConfigError
 from .events import EventBus, Job, Reporter, SessionLog
@@ -88,6 +88,7 @@ class Session:
                     threads: int | None = None, inter_op_threads: int | None = None,
                     **options: Any) -> BuildConfig:
         """The BuildConfig that build() would use for these arguments."""
+        check_options(self.backend, options)
         if batch is None and not shapes and self._needs_batch():
             batch = 1
         if outputs is None and self._marked:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 import numpy as np
 
 from .backends.base import Engine
+from .config import check_options
 from .errors import ConfigError
 from .events import Reporter
 
@@ -21,6 +22,10 @@ def sweep(session: "Session", batch: Iterable[int] | int, precision: Iterable[st
     """Benchmark every (options, precision, batch, concurrency) point, each appended to the workspace as it
     finishes (see Session.sweep)."""
     from .analysis.sweep import SweepSpec, SweepStore, run_sweep
+    check_options(session.backend, build_args)  # before any point runs: a typo would fail every point
+    for name, values in (options or {}).items():
+        for value in (values if isinstance(values, (list, tuple)) else [values]):
+            check_options(session.backend, {name: value})
     if isinstance(resume, str):
         store = SweepStore(session.workspace.sweep_dir(resume), root=session.workspace.root)
         spec = store.spec()
@@ -98,6 +103,7 @@ def tune(session: "Session", objective: str, budget_s: float, batch: int | Itera
     batches = [batch] if isinstance(batch, int) or batch is None else [int(b) for b in batch]
     trial_s = trial_s if trial_s is not None else max(0.3, min(3.0, budget_s / 40))
     base = {k: v for k, v in build_args.items() if v is not None}
+    check_options(session.backend, base)
 
     def work(rep: Reporter):
         before = session._engine_cache.loaded()

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 OBJECTIVES = ("throughput", "latency")
 # options never searched: they choose the device or the measurement, not the engine's speed
-NOT_SEARCHED = ("providers", "io_binding", "inter_op_threads", "compute_capability")
+NOT_SEARCHED = ("providers", "io_binding", "inter_op_threads", "compute_capability", "cpu_mem_arena")
 # dimension order: most impact first, so a short budget spends its trials where they pay
 # (ORT CUDA: NHWC lets fp16 convolutions use tensor cores without transposes; EXHAUSTIVE, the default
 # cuDNN search, is rarely beaten by HEURISTIC/DEFAULT, so those come after)

@@ -176,8 +176,13 @@ class Backend(ABC):
                           f"open it with backend='tensorrt' or 'tensorrt-rtx'")
 
     def options(self) -> dict[str, Any]:
-        """Backend options the UI and tune() can offer: name -> list of choices or a default value."""
+        """Every build option this backend accepts (others are refused: config.check_options), as the UI and tune()
+        offer them: name -> list of choices, a dict of nested options, or a free value's default (None)."""
         return {}
+
+    def option_value(self, name: str, value: Any) -> Any:
+        """`value` of option `name` in the form its declared choices use (a list where it takes several)."""
+        return value
 
     def versions(self) -> dict[str, str]:
         """Library versions that the engine depends on (recorded in its metadata)."""

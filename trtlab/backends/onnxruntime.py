@@ -278,7 +278,8 @@ def _session_options(config: BuildConfig) -> Any:
 
 
 class OnnxRuntimeBackend(Backend):
-    """Builds InferenceSessions; options: graph_optimization, io_binding, cuda_options (provider options)."""
+    """Builds InferenceSessions; options: graph_optimization, io_binding, cpu_mem_arena, cuda_options (provider
+    options)."""
 
     name = "onnxruntime"
     precisions = ("fp32", "fp16", "bf16", "int8", "int8+fp16")
@@ -297,7 +298,7 @@ class OnnxRuntimeBackend(Backend):
     def options(self) -> dict[str, Any]:
         providers = [p for p, full in PROVIDER_ALIASES.items() if full in _ort().get_available_providers()]
         return {"providers": providers, "graph_optimization": list(GRAPH_LEVELS), "threads": None,
-                "io_binding": [True, False],
+                "io_binding": [True, False], "cpu_mem_arena": [True, False],
                 "cuda_options": {"cudnn_conv_algo_search": ["EXHAUSTIVE", "HEURISTIC", "DEFAULT"],
                                  "prefer_nhwc": ["0", "1"], "enable_cuda_graph": ["0", "1"]}}
 

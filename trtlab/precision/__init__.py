@@ -7,13 +7,13 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ..config import BuildConfig
+from ..config import PRECISION_OPTIONS, BuildConfig
 from ..errors import CalibrationError, ConfigError
 from ..model import Model
 from .variant import Variant
 
 # BuildConfig options that change the variant (besides precision, pins, outputs and calibration)
-VARIANT_OPTIONS = ("keep_io_types", "per_channel")
+VARIANT_OPTIONS = tuple(PRECISION_OPTIONS)
 
 
 def mark_outputs(proto: onnx.ModelProto, model: Model, names: tuple[str, ...] | list[str]) -> tuple[onnx.ModelProto, list[str]]:

@@ -61,6 +61,13 @@ class _TensorRTFamily(Backend):
                                                 self.api.module.ComputeCapability.__members__ if k.startswith("SM"))
         return opts
 
+    def option_value(self, name: str, value: Any) -> Any:
+        """compute_capability is one target or several, written '8.9', 'sm89' or (8, 9)."""
+        if name == "compute_capability":
+            from .builder import _as_list
+            return [normalise_cc(v) for v in _as_list(value)]
+        return value
+
     def parser_report(self, model: "Model", variant: "Variant | None" = None) -> "pd.DataFrame":
         """Per ONNX node: supported by the TensorRT parser or not, with its reason."""
         proto = variant.model if variant is not None else model.proto
