@@ -89,3 +89,46 @@ def test_lab_starts_jupyterlab_on_the_quickstart(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+def test_argument_errors_are_one_line_exit_2(tmp_path):
+    """Bad --shapes/--dims and other misuse: one 'trtlab: error' line naming the argument, status 2, no traceback."""
+    ws = str(tmp_path / "ws")
+    cases = [
+        (["--shapes", "input:4xQ"], "--shapes input:4xQ: '4xQ' is not a shape"),
+        (["--shapes", "4x64"], "--shapes 4x64: write INPUT:DIMS"),
+        (["--shapes", "input:-4x64"], "'-4x64' is not a shape"),
+        (["--shapes", "image:4x64"], "shapes= names ['image'], which are not inputs of mlp"),
+        (["--dims", "seq"], "--dims seq: write NAME=SIZE"),
+        (["--dims", "seq=abc"], "--dims seq=abc: write NAME=SIZE"),
+        (["--threads", "-1"], "threads must be a positive number"),
+        (["--warmup", "-1"], "warmup must be 0 or more"),
+        (["--precision", "fp17"], "unknown precision 'fp17'"),
+        (["--backend", "nope"], "unknown backend 'nope'"),
+        (["--batch", "x"], "argument --batch: invalid int value: 'x'"),
+    ]
+    for extra, message in cases:
+        p = run_cli("bench", "zoo:mlp", "--iterations", "2", "--workspace", ws, *extra)
+        assert p.returncode == 2, (extra, p.stderr)
+        assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1, (extra, p.stderr)
+        assert "error: " in p.stderr and message in p.stderr, (extra, p.stderr)
+    for argv, message in [(["bench", "zoo:nope"], "no model named 'nope'"), (["bench"], "required: model"),
+                          (["profile", "zoo:mlp", "--runs", "0", "--workspace", ws], "runs >= 1"),
+                          (["bench", str(tmp_path / "gone.onnx")], "not found"), (["bogus"], "invalid choice")]:
+        p = run_cli(*argv)
+        assert p.returncode == 2 and "Traceback" not in p.stderr and message in p.stderr, (argv, p.stderr)
+        assert len(p.stderr.strip().splitlines()) == 1, (argv, p.stderr)
+
+
+def test_progress_bars_on_stderr_leave_json_stdout_intact(tmp_path):
+    ws = str(tmp_path / "ws")
+    p = run_cli("bench", "zoo:mlp", "--batch", "2", "--iterations", "200000", "--json", "--progress", "--workspace", ws)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["iterations"] == 200000
+    frames = p.stderr.replace("\r", "\n")
+    assert "build onnxruntime fp32 batch=2" in frames and "benchmark" in frames and "benchmarking" in frames
+    assert "%|" in frames  # a tqdm bar with a known total
+    quiet = run_cli("bench", "zoo:mlp", "--batch", "2", "--iterations", "5", "--json", "--workspace", ws)
+    assert quiet.returncode == 0 and "benchmarking" not in quiet.stderr  # not a terminal, not asked: no bars
+    p = run_cli("profile", "zoo:mlp", "--batch", "2", "--runs", "2000", "--progress", "--workspace", ws)
+    assert p.returncode == 0 and "profiling" in p.stderr and "Per-layer profile" in p.stdout

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any, Sequence
 
-from .errors import ConfigError, TrtlabError
+from .errors import ConfigError, TrtlabError, UsageError
 
 
 def _load_model(spec: str) -> Any:
@@ -17,21 +18,44 @@ def _load_model(spec: str) -> Any:
     return spec
 
 
+def _dim_list(text: str, what: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(d) for d in text.lower().split("x"))
+    except ValueError:
+        dims = ()
+    if not dims or any(d <= 0 for d in dims):
+        raise UsageError(f"{what}: {text!r} is not a shape: write positive sizes joined by x, e.g. 8x3x224x224")
+    return dims
+
+
 def _shapes(items: list[str] | None) -> dict[str, tuple[int, ...]] | None:
-    """Parse trtexec-style shapes 'name:1x3x224x224'."""
+    """Parse trtexec-style shapes 'name:1x3x224x224' (the name may itself contain ':')."""
     if not items:
         return None
     out = {}
     for item in items:
-        name, _, dims = item.rpartition(":")
-        out[name] = tuple(int(d) for d in dims.lower().split("x"))
+        name, sep, dims = item.rpartition(":")
+        if not sep or not name:
+            raise UsageError(f"--shapes {item}: write INPUT:DIMS, e.g. --shapes input:8x3x224x224")
+        out[name] = _dim_list(dims, f"--shapes {item}")
     return out
 
 
 def _dims(items: list[str] | None) -> dict[str, int] | None:
+    """Parse named dynamic dimensions 'sequence=128'."""
     if not items:
         return None
-    return {k: int(v) for k, v in (i.split("=", 1) for i in items)}
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            size = int(value)
+        except ValueError:
+            size = 0
+        if not sep or not name or size <= 0:
+            raise UsageError(f"--dims {item}: write NAME=SIZE with a positive size, e.g. --dims sequence=128")
+        out[name] = size
+    return out
 
 
 def _add_build_args(p: argparse.ArgumentParser) -> None:
@@ -45,14 +69,62 @@ def _add_build_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="intra-op threads")
     p.add_argument("--workspace", default=None, help="workspace folder (default ./.trtlab)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bars on stderr (default: when stderr is a terminal and --json is not given)")
+
+
+class ProgressBars:
+    """tqdm bars on stderr fed by a session's progress events: one bar per task, closed when the next begins."""
+
+    def __init__(self, events: Any) -> None:
+        from tqdm import tqdm
+        self._tqdm = tqdm
+        self._bar: Any = None
+        self._task: str | None = None
+        self._unsubscribe = events.subscribe(self._on_event)
+
+    def _on_event(self, kind: str, payload: Any) -> None:
+        if kind != "progress":
+            return
+        if payload.task != self._task or self._bar is None:
+            self._close_bar()
+            self._task = payload.task
+            self._bar = self._tqdm(total=payload.total, desc=payload.task, file=sys.stderr, leave=False,
+                                   dynamic_ncols=True)
+        bar = self._bar
+        if payload.total != bar.total:
+            bar.total = payload.total
+        done = payload.done
+        bar.n = done if float(done).is_integer() else round(float(done), 2)  # durations report seconds
+        if payload.message:
+            bar.set_postfix_str(payload.message, refresh=False)
+        bar.refresh()
+
+    def _close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def close(self) -> None:
+        """Stop listening and remove the bar."""
+        self._unsubscribe()
+        self._close_bar()
 
 
 def _session_and_engine(args: argparse.Namespace):
     from .session import Session
+    shapes, dims = _shapes(args.shapes), _dims(args.dims)  # argument errors before any work
     s = Session(_load_model(args.model), backend=args.backend, workspace=args.workspace)
-    eng = s.build(precision=args.precision, batch=args.batch, shapes=_shapes(args.shapes), dims=_dims(args.dims),
+    show = args.progress if args.progress is not None else (sys.stderr.isatty() and not args.json)
+    args.bars = ProgressBars(s.events) if show else None
+    eng = s.build(precision=args.precision, batch=args.batch, shapes=shapes, dims=dims,
                   providers=args.providers, threads=args.threads)
     return s, eng
+
+
+def _close_bars(args: argparse.Namespace) -> None:
+    if getattr(args, "bars", None) is not None:
+        args.bars.close()
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -67,6 +139,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Build and benchmark a model; trtexec-style summary."""
     s, eng = _session_and_engine(args)
     r = s.benchmark(eng, iterations=args.iterations, duration=args.duration, warmup=args.warmup)
+    _close_bars(args)
     if args.json:
         print(json.dumps({**r.summary(), "config": r.config}, indent=2, default=str))
     else:
@@ -78,6 +151,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     """Build and profile a model per layer."""
     s, eng = _session_and_engine(args)
     p = s.profile_layers(eng, runs=args.runs)
+    _close_bars(args)
     if args.json:
         print(json.dumps(p.to_dict(), indent=2, default=str))
         return 0
@@ -109,9 +183,16 @@ def cmd_lab(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with misuse reported on one line (and exit status 2), like every other trtlab error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `trtlab` command."""
-    parser = argparse.ArgumentParser(prog="trtlab", description=__doc__)
+    parser = _Parser(prog="trtlab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("info", help="versions, providers, backends, CPU and GPUs")
     p.add_argument("--json", action="store_true")
@@ -146,8 +227,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.fn(args)
     except TrtlabError as exc:
-        print(f"trtlab: error: {exc}", file=sys.stderr)
+        _close_bars(args)
+        print(f"trtlab: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        _close_bars(args)
+        print("trtlab: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug or an unexpected library failure: one line, the traceback on request
+        _close_bars(args)
+        if os.environ.get("TRTLAB_DEBUG"):
+            raise
+        print(f"trtlab: internal error: {type(exc).__name__}: {_one_line(exc)} (run with TRTLAB_DEBUG=1 for the "
+              f"traceback, and please report it)", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -49,6 +49,8 @@ class ShapeRange:
             lo, opt, hi = (tuple(int(d) for d in v) for v in value)
         else:
             lo = opt = hi = tuple(int(d) for d in value)
+        if any(d <= 0 for d in lo + opt + hi):
+            raise ConfigError(f"shape sizes must be positive, got {lo if lo == hi else (lo, opt, hi)}")
         if not (len(lo) == len(opt) == len(hi)):
             raise ConfigError(f"min/opt/max shapes differ in rank: {lo}, {opt}, {hi}")
         if any(a > b or b > c for a, b, c in zip(lo, opt, hi)):
@@ -107,6 +109,9 @@ class BuildConfig:
             if len(b) != 3 or not (0 < b[0] <= b[1] <= b[2]):
                 raise ConfigError(f"batch must be an int or (min, opt, max) with 0 < min <= opt <= max, got {batch!r}")
             batch = b
+        for label, n in (("threads", threads), ("inter_op_threads", inter_op_threads)):
+            if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n <= 0):
+                raise ConfigError(f"{label} must be a positive number of threads (or None for the default), got {n!r}")
         if isinstance(outputs, str):
             outputs = ("*",) if outputs == "all" else (outputs,)
         if isinstance(providers, str):

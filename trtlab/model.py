@@ -271,6 +271,15 @@ class Model:
         """Concrete shape of every input: explicit shapes, then named dims, then batch for the first dim."""
         shapes = dict(shapes or {})
         dims = dict(dims or {})
+        names = [i.name for i in self.inputs]
+        unknown = sorted(k for k in shapes if k not in names)
+        if unknown:
+            raise DynamicShapeError(f"shapes= names {unknown}, which are not inputs of {self.name}; inputs are "
+                                    f"{names}")
+        bad = {k: v for k, v in dims.items() if not isinstance(v, (int, np.integer)) or v <= 0}
+        if bad or (batch is not None and batch <= 0):
+            raise DynamicShapeError(f"dimension sizes must be positive integers, got "
+                                    f"{bad or {'batch': batch}} for {self.name}")
         out: dict[str, tuple[int, ...]] = {}
         for inp in self.inputs:
             if inp.name in shapes:

@@ -178,6 +178,9 @@ class Session:
     def profile_layers(self, engine: EngineSpec = None, runs: int = 20, warmup: int = 3,
                        data: Mapping[str, np.ndarray] | None = None, seed: int = 0, background: bool = False):
         """Per-layer times of an engine; the table is written to the workspace at once."""
+        if runs < 1 or warmup < 0:
+            raise ConfigError(f"profile_layers needs runs >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
+
         def work(rep: Reporter):
             eng = self.engine(engine)
             feeds = eng.check_feeds(data) if data is not None else eng.random_feeds(seed)

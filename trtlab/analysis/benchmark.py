@@ -159,6 +159,8 @@ def run_benchmark(engine: "Engine", feeds: Mapping[str, np.ndarray] | None = Non
         raise ConfigError(f"iterations must be positive, got {iterations}")
     if duration is not None and duration <= 0:
         raise ConfigError(f"duration must be positive seconds, got {duration}")
+    if warmup < 0:
+        raise ConfigError(f"warmup must be 0 or more iterations, got {warmup}")
     feeds = engine.check_feeds(feeds) if feeds is not None else engine.random_feeds(seed)
     run = engine.runner(feeds)
     for i in range(warmup):
