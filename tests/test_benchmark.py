@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -122,3 +123,32 @@ def test_ort_fused_nodes_name_what_they_cover(tiny_model, workspace):
     covered = [n for lst in p["fused_from"] for n in lst]
     # ORT fuses Conv+Relu at the extended level: the fused row names the original nodes it runs
     assert "relu0" in covered and "conv0" in covered
+
+
+def test_duration_run_beyond_the_iteration_cap_says_so(tmp_path, monkeypatch):
+    """A duration run that reaches MAX_ITERATIONS first reports it in the result and the log, not silently."""
+    import trtlab.analysis.benchmark as bench
+    monkeypatch.setattr(bench, "MAX_ITERATIONS", 500, raising=False)
+    monkeypatch.setattr(bench, "BUFFER_START", 16, raising=False)
+    s = trtlab.Session(trtlab.zoo.mlp(), workspace=tmp_path)
+    r = s.benchmark(s.build(batch=1), duration=30.0, warmup=2)
+    assert r.iterations == 500 and r.wall_s < 30.0
+    assert r.stopped and "stopped after 500 iterations" in r.stopped and "MAX_ITERATIONS" in r.stopped
+    assert any("MAX_ITERATIONS" in rec.message and rec.severity == "warning" for rec in s.log.records())
+    assert "[W]" in str(r) and s.load_result(s.results("benchmark")["id"].iloc[-1]).stopped == r.stopped
+
+
+def test_duration_run_grows_its_buffers_and_keeps_every_latency(tmp_path, monkeypatch):
+    import trtlab.analysis.benchmark as bench
+    monkeypatch.setattr(bench, "BUFFER_START", 16, raising=False)
+    s = trtlab.Session(trtlab.zoo.mlp(), workspace=tmp_path)
+    eng = s.build(batch=1)
+    t0 = time.perf_counter()
+    r = bench.run_benchmark(eng, duration=0.3, warmup=0)
+    assert r.stopped is None and r.iterations > 64  # past several doublings of the 16-entry buffer
+    lat, starts = r.latencies_ms, r.starts_s
+    assert np.all(np.isfinite(lat)) and np.all(lat > 0)
+    assert np.all(np.diff(starts) > 0) and starts[0] >= t0  # every entry a real, ordered measurement
+    assert r.wall_s >= 0.3 and (starts[-1] - starts[0]) * 1e3 + lat[-1] <= r.wall_s * 1e3 + 1e-6
+    c = bench.run_concurrent(eng, duration=0.3, warmup=0, concurrency=2)
+    assert c.stopped is None and c.iterations > 64 and np.all(c.latencies_ms > 0)

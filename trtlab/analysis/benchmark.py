@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from ..events import Reporter
 
 PERCENTILES = (90, 95, 99)
+# A duration run keeps every latency (buffers grow as it goes: 25 s of 10 us runs is 2.5 M entries, 40 MB with their
+# start times). It stops early only at MAX_ITERATIONS per thread, and the result and the log then say so.
+MAX_ITERATIONS = 1 << 23
+BUFFER_START = 1 << 14  # first size of the latency buffers, doubled whenever full
 
 
 def latency_stats(latencies_ms: np.ndarray) -> dict[str, float]:
@@ -48,6 +52,7 @@ class BenchmarkResult:
     utilization: dict[str, Any] | None = None
     samples: pd.DataFrame | None = None
     mode: str = "sync"
+    stopped: str | None = None  # why a duration run ended before its duration (MAX_ITERATIONS), else None
 
     @property
     def iterations(self) -> int:
@@ -100,7 +105,7 @@ class BenchmarkResult:
         return {"kind": "benchmark", **self.summary(), "config": self.config, "wall_s": self.wall_s,
                 "warmup": self.warmup, "mode": self.mode, "utilization": self.utilization,
                 "latencies_ms": self.latencies_ms.tolist(), "starts_s": self.starts_s.tolist(),
-                "device_ms": None if self.device_ms is None else self.device_ms.tolist()}
+                "device_ms": None if self.device_ms is None else self.device_ms.tolist(), "stopped": self.stopped}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "BenchmarkResult":
@@ -108,7 +113,7 @@ class BenchmarkResult:
         dev = d.get("device_ms")
         return cls(d["engine"], d["batch"], np.asarray(d["latencies_ms"]), np.asarray(d["starts_s"]), d["wall_s"],
                    d.get("warmup", 0), None if dev is None else np.asarray(dev), d.get("config", {}),
-                   d.get("device", "CPU"), d.get("utilization"), None, d.get("mode", "sync"))
+                   d.get("device", "CPU"), d.get("utilization"), None, d.get("mode", "sync"), d.get("stopped"))
 
     def __str__(self) -> str:
         s = self.stats
@@ -126,6 +131,8 @@ class BenchmarkResult:
                    f"{self.warmup} warm-up)")
         cv = s["std"] / s["mean"] * 100 if s["mean"] else 0.0
         out.append(f"[I] Latency coefficient of variance: {cv:.3g} %")
+        if self.stopped:
+            out.append(f"[W] {self.stopped}")
         if self.utilization:
             u = self.utilization
             out.append(f"[I] {str(u.get('device', '')).upper()} utilization: mean {u.get('util_mean_pct', float('nan')):.1f} %, "
@@ -168,17 +175,22 @@ def run_benchmark(engine: "Engine", feeds: Mapping[str, np.ndarray] | None = Non
         if reporter and (i & 7) == 0:
             reporter.update(0, iterations, "warming up")
     timer = engine.device_timer() if device_time else None
-    cap = iterations if iterations is not None else 1 << 20
-    lat = np.empty(cap, dtype=np.float64)
-    starts = np.empty(cap, dtype=np.float64)
-    dev = np.empty(cap, dtype=np.float64) if timer else None
+    limit = iterations if iterations is not None else MAX_ITERATIONS
+    size = min(limit, BUFFER_START)  # grown as needed: a huge iterations= allocates as it runs
+    lat = np.empty(size, dtype=np.float64)
+    starts = np.empty(size, dtype=np.float64)
+    dev = np.empty(size, dtype=np.float64) if timer else None
     pc = time.perf_counter
     deadline = pc() + duration if duration is not None else float("inf")
     next_report = pc() + 0.25
     n = 0
-    t_begin = pc()
+    t1 = t_begin = pc()
     # the loop body is kept to perf_counter + run so the harness costs next to nothing
-    while n < cap:
+    while n < limit:
+        if n == size:
+            size = min(limit, size * 2)
+            lat, starts = _grown(lat, size), _grown(starts, size)
+            dev = _grown(dev, size) if dev is not None else None
         if timer:
             timer.start()
             t0 = pc()
@@ -201,6 +213,7 @@ def run_benchmark(engine: "Engine", feeds: Mapping[str, np.ndarray] | None = Non
         elif t1 >= deadline:
             break
     wall = pc() - t_begin
+    stopped = _stopped(n, limit, iterations, duration, t1 - t_begin, reporter, engine.name)
     batch = next((int(a.shape[0]) for a in feeds.values() if a.ndim), 1)
     util = samples = None
     if monitor is not None:
@@ -210,7 +223,28 @@ def run_benchmark(engine: "Engine", feeds: Mapping[str, np.ndarray] | None = Non
     return BenchmarkResult(engine=engine.name, batch=batch, latencies_ms=lat[:n] * 1e3, starts_s=starts[:n],
                            wall_s=wall, warmup=warmup, device_ms=None if dev is None else dev[:n],
                            config=engine.config.to_dict(), device=engine.device, utilization=util,
-                           samples=samples)
+                           samples=samples, stopped=stopped)
+
+
+def _grown(a: np.ndarray, size: int) -> np.ndarray:
+    out = np.empty(size, dtype=a.dtype)
+    out[:a.size] = a
+    return out
+
+
+def _stopped(n: int, limit: int, iterations: int | None, duration: float | None, elapsed: float,
+             reporter: "Reporter | None", engine: str) -> str | None:
+    """The note (also logged as a warning) for a duration run that reached MAX_ITERATIONS first, else None."""
+    if iterations is not None or n < limit or duration is None or elapsed >= duration:
+        return None
+    note = (f"{engine}: stopped after {n} iterations per thread (trtlab.analysis.benchmark.MAX_ITERATIONS), "
+            f"{elapsed:.3g} s into the {duration:g} s asked; pass iterations= for a longer run")
+    if reporter is not None:
+        reporter.write("warning", note, "benchmark")
+    else:
+        import warnings
+        warnings.warn(note, RuntimeWarning, stacklevel=3)
+    return note
 
 
 def load_benchmark(path: str) -> BenchmarkResult:
@@ -281,13 +315,17 @@ def run_concurrent(engine: "Engine", feeds: Mapping[str, np.ndarray] | None = No
         if stop.is_set():
             return
         pc = time.perf_counter
-        cap = iterations if iterations is not None else 1 << 20
-        la = np.empty(cap)
-        st = np.empty(cap)
+        limit = iterations if iterations is not None else MAX_ITERATIONS
+        size = min(limit, BUFFER_START)  # grown as needed: a huge iterations= allocates as it runs
+        la = np.empty(size)
+        st = np.empty(size)
         deadline = box["t0"] + duration if duration is not None else math.inf
         n = 0
         try:
-            while n < cap and not stop.is_set():
+            while n < limit and not stop.is_set():
+                if n == size:
+                    size = min(limit, size * 2)
+                    la, st = _grown(la, size), _grown(st, size)
                 t0 = pc()
                 run()
                 t1 = pc()
@@ -299,6 +337,8 @@ def run_concurrent(engine: "Engine", feeds: Mapping[str, np.ndarray] | None = No
             errors.append(exc)
             stop.set()
         lat[k], starts[k] = la[:n], st[:n]
+        if iterations is None and n >= limit:
+            box["capped"] = n
 
     threads = [threading.Thread(target=worker, args=(k,), name=f"trtlab-bench-{k}", daemon=True)
                for k in range(concurrency)]
@@ -333,7 +373,11 @@ def run_concurrent(engine: "Engine", feeds: Mapping[str, np.ndarray] | None = No
         w = monitor.window(t_first, t_last)
         samples = pd.DataFrame(w) if w is not None else None
     batch = next((int(a.shape[0]) for a in feeds.values() if a.ndim), 1)
+    stopped = None
+    if "capped" in box:
+        stopped = _stopped(MAX_ITERATIONS, MAX_ITERATIONS, iterations, duration, t_last - t_first, reporter,
+                           engine.name)
     return BenchmarkResult(engine=engine.name, batch=batch, latencies_ms=all_lat * 1e3, starts_s=all_st,
                            wall_s=t_last - t_first, warmup=warmup, config=engine.config.to_dict(),
                            device=engine.device, utilization=util, samples=samples,
-                           mode=f"concurrent x{concurrency}")
+                           mode=f"concurrent x{concurrency}", stopped=stopped)
