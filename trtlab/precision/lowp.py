@@ -1,6 +1,6 @@
 """FP16 / BF16 as an ONNX-to-ONNX transform: typed low-precision graph, FP32 pins, weight report.
 
-Why not onnxconverter-common's `float16.convert_float_to_float16` (installed, v1.16): tried on the
+Why not onnxconverter-common's `float16.convert_float_to_float16` (v1.16, not a dependency): tried on the
 zoo with ONNX Runtime 1.32 it (a) breaks bert_small (a graph output that is also read inside the
 graph gets an fp16 value_info but stays fp32: "Type (tensor(float16)) of output arg
 (pooler.first_token) does not match expected type"), (b) depends on stale value_info for its Cast
