@@ -146,16 +146,21 @@ def test_torn_last_line_is_ignored_and_rerun(session):
 
 
 def test_failed_points_are_recorded_and_retried(session):
-    sw = session.sweep(batch=[1], options={"graph_optimization": ["basic", "bogus"]}, iterations=3, warmup=1,
-                       monitor=False)
+    # fp8 passes the up-front option check but ONNX Runtime refuses it when the point builds
+    sw = session.sweep(batch=[1], precision=["fp32", "fp8"], iterations=3, warmup=1, monitor=False)
     f = sw.to_frame()
-    assert list(f["graph_optimization"]) == ["basic", "bogus"]
+    assert list(f["precision"]) == ["fp32", "fp8"]
     assert list(f["status"]) == ["ok", "error"]
-    assert "graph_optimization='bogus'" in f["error"].iloc[1]
+    assert "FP8" in f["error"].iloc[1]
     assert "1 point(s) failed" in sw.describe()
-    again = session.sweep(batch=[1], options={"graph_optimization": ["basic", "bogus"]}, iterations=3, warmup=1,
-                          monitor=False, resume=True)
+    again = session.sweep(batch=[1], precision=["fp32", "fp8"], iterations=3, warmup=1, monitor=False, resume=True)
     assert again.ran == 1  # only the failed point is tried again
+
+
+def test_an_invalid_option_value_is_refused_before_any_point_runs(session):
+    with pytest.raises(ConfigError, match="graph_optimization='bogus' is not valid"):
+        session.sweep(batch=[1], options={"graph_optimization": ["basic", "bogus"]}, iterations=3, monitor=False)
+    assert not (session.workspace.path / "sweeps").exists() or not any((session.workspace.path / "sweeps").iterdir())
 
 
 def test_spec_validation():
