@@ -365,7 +365,7 @@ def test_candidate_lacking_a_reference_tensor_is_a_named_error():
     """A candidate runner that never yields a tensor the reference has is refused by name (it raised StopIteration)."""
     from trtlab.analysis.compare import compare_streaming
     from trtlab.analysis.segments import SegmentedRunner, split
-    from trtlab.backends.base import Variant
+    from trtlab.precision.variant import Variant
     from trtlab.backends.onnxruntime import OnnxRuntimeBackend
     from trtlab.config import BuildConfig
     from trtlab.errors import CompareError
