@@ -94,6 +94,7 @@ def test_first_divergence_definition():
     f = c2.to_frame().set_index("tensor")
     assert (f.loc["t_nan", "cand_nan"], f.loc["t_nan", "ref_nan"], f.loc["t0", "cand_nan"]) == (1, 0, 0)
     assert c2.summary["tensors"] == 2 and c2.summary["first_divergence"] == "t_nan"
+    assert c2.summary["worst_tensor"] == "t_nan" and math.isnan(c2.summary["worst_rel_rms_err"])
     assert "first divergence t_nan" in repr(c2)
 
 

@@ -166,7 +166,8 @@ class ComparisonResult:
     def summary(self) -> dict[str, Any]:
         """Headline numbers: tensors, worst tensor, first divergence, range problems."""
         f = self.frame
-        worst = f.loc[f["rel_rms_err"].idxmax()] if len(f) else None
+        # a NaN error (the candidate has NaN) is the worst there is, not one to skip
+        worst = f.loc[f["rel_rms_err"].fillna(math.inf).idxmax()] if len(f) else None
         div = self.first_divergence()
         return {"reference": self.reference, "candidate": self.candidate, "tensors": int(len(f)),
                 "batches": self.batches,
