@@ -249,3 +249,73 @@ def test_a_wrong_fake_entry_fails_the_check():
             pass
     text = "\n".join(check_class(Logger, trt.ILogger))
     assert "ILogger.log(level, message)" in text and "ILogger.Severity.FATAL: no such member" in text
+
+
+# ---- the cuda-python half of the fake (FakeCudart) against cuda.bindings.runtime ------------------------------
+@pytest.fixture(scope="module")
+def cudart():
+    from conftest import installed
+    return installed("cuda.bindings.runtime", "cuda-python (cuda-bindings)", 'pip install -e ".[test]"')
+
+
+def _cudart_calls(fake: type) -> dict[str, Any]:
+    return {n: v for n, v in vars(fake).items() if n.startswith("cuda") and inspect.isfunction(v)}
+
+
+def check_cudart(fake: type, runtime: Any) -> list[str]:
+    """What a FakeCudart-like class offers that cuda.bindings.runtime lacks or spells differently."""
+    problems = []
+    for name, func in sorted(_cudart_calls(fake).items()):
+        real = getattr(runtime, name, None)
+        if real is None:
+            problems.append(f"{name}: no such function in cuda.bindings.runtime")
+            continue
+        overloads = [[(p.name, p.default is not p.empty) for p in inspect.signature(real).parameters.values()]]
+        for call in call_accepted(fake_params(func), overloads):
+            problems.append(f"{name}{call}: the fake accepts it, cuda.bindings.runtime has "
+                            f"({', '.join(n for n, _ in overloads[0])})")
+    return problems
+
+
+def test_the_fake_cudart_matches_cuda_bindings(cudart):
+    assert len(_cudart_calls(fakes.FakeCudart)) >= 20
+    assert check_cudart(fakes.FakeCudart, cudart) == []
+    for e in (fakes.cudaError_t, fakes.cudaMemcpyKind, fakes.cudaStreamCaptureMode):
+        assert check_enum(e, getattr(cudart, e.__name__), e.__name__) == []
+    assert isinstance(cudart.cudaStream_t, type)
+    # cudaGetDeviceProperties' fields that trtlab reads exist on the real cudaDeviceProp
+    _, props = fakes.FakeCudart().cudaGetDeviceProperties(0)
+    real_props = cudart.cudaDeviceProp()
+    assert [f for f in vars(props) if not hasattr(real_props, f)] == []
+
+
+def test_the_fake_cudart_returns_tuples_like_cuda_bindings(cudart):
+    """cuda-python returns (cudaError_t, *values) of a fixed length whatever the error: calls that are safe
+    without a GPU show the real length, which the fake must match."""
+    fake = fakes.FakeCudart()
+    for name, args in (("cudaGetDeviceCount", ()), ("cudaGetDevice", ()), ("cudaStreamCreate", ()),
+                       ("cudaEventCreate", ()), ("cudaMalloc", (16,)), ("cudaGetDeviceProperties", (0,)),
+                       ("cudaGetErrorName", (0,))):
+        real = getattr(cudart, name)(*args)
+        mine = getattr(fake, name)(*args)
+        assert isinstance(real, tuple) and isinstance(mine, tuple), name
+        assert len(mine) == len(real), (name, real, mine)
+        assert isinstance(real[0], cudart.cudaError_t) and int(mine[0]) in {int(v) for v in cudart.cudaError_t}
+
+
+def test_a_wrong_cudart_entry_fails_the_check(cudart):
+    class WrongCudart:
+        def cudaMalloc(self, nbytes):  # real: (size)
+            return 0, 0
+
+        def cudaMemcpyAsync(self, dst, src, count, kind):  # real also takes the stream
+            return (0,)
+
+        def cudaStreamCreateFast(self):  # no such function
+            return 0, 0
+
+    assert check_cudart(WrongCudart, cudart) == [
+        "cudaMalloc(nbytes): the fake accepts it, cuda.bindings.runtime has (size)",
+        "cudaMemcpyAsync(dst, src, count, kind): the fake accepts it, cuda.bindings.runtime has "
+        "(dst, src, count, kind, stream)",
+        "cudaStreamCreateFast: no such function in cuda.bindings.runtime"]
