@@ -80,19 +80,28 @@ def test_op_type_breakdown_treemap_and_bar_sum_to_total(profile):
         plots.op_type_breakdown(by_op, kind="pie")
 
 
-def test_layer_comparison_matches_layers_by_name():
-    a = pd.DataFrame({"name": ["conv", "relu", "fc"], "median_ms": [2.0, 0.5, 1.0]})
-    b = pd.DataFrame({"name": ["conv", "fc", "cast"], "median_ms": [1.0, 0.25, 0.1]})
-    fig = plots.layer_comparison(a, b, labels=("fp32", "fp16"))
+def test_layer_comparison_matches_layers_by_name(mlp_session, real_profile):
+    # the MLP optimized (Gemm+Relu fused: "fused fc0", ...) against the MLP with every node run as exported
+    plain = mlp_session.profile_layers(mlp_session.build("fp32", batch=2, graph_optimization="disable"), runs=5,
+                                       warmup=1)
+    a = real_profile.to_frame().set_index("name")["median_ms"]
+    b = plain.to_frame().set_index("name")["median_ms"]
+    common, only_a, only_b = set(a.index) & set(b.index), set(a.index) - set(b.index), set(b.index) - set(a.index)
+    assert common == {"fc2"} and only_a and {"fc0", "relu0", "fc1", "relu1"} <= only_b
+    fig = plots.layer_comparison(real_profile.to_frame(), plain.to_frame(), labels=("all", "disable"))
     fa, fb = fig.data
-    assert (fa.name, fb.name) == ("fp32", "fp16")
-    ya = dict(zip(fa.y, fa.x))
-    yb = dict(zip(fb.y, fb.x))
-    assert ya["conv"] == 2.0 and yb["conv"] == 1.0 and yb["fc"] == 0.25
-    assert np.isnan(yb["relu"]) and np.isnan(ya["cast"])
-    assert "fp16/fp32 = 0.50x" in " ".join(fb.hovertext)
-    assert "1 layers only in fp32, 1 only in fp16" in fig.layout.title.text
-    assert list(fig.layout.yaxis.categoryarray)[-1] == "conv"
+    assert (fa.name, fb.name) == ("all", "disable")
+    ya, yb = dict(zip(fa.y, fa.x)), dict(zip(fb.y, fb.x))
+    assert set(ya) == set(yb) == set(a.index) | set(b.index)  # one row per layer name of either engine
+    for n in a.index:
+        assert ya[n] == a[n] and (yb[n] == b[n] if n in common else np.isnan(yb[n]))
+    for n in only_b:
+        assert np.isnan(ya[n]) and yb[n] == b[n]
+    assert f"disable/all = {b['fc2'] / a['fc2']:.2f}x" in " ".join(fb.hovertext)
+    assert f"{len(only_a)} layers only in all, {len(only_b)} only in disable" in fig.layout.title.text
+    slowest = max(set(ya), key=lambda n: np.nanmax([ya[n], yb[n]]))
+    assert np.nanmax([ya[slowest], yb[slowest]]) == np.nanmax([ya[list(fig.layout.yaxis.categoryarray)[-1]],
+                                                               yb[list(fig.layout.yaxis.categoryarray)[-1]]])
 
 
 def test_layer_comparison_of_two_real_engines(session):
