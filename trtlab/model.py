@@ -74,6 +74,15 @@ def onnxruntime_max_opset() -> int | None:
     return None
 
 
+def _tensor_identity(tensor: TensorProto, base_dir: str) -> bytes:
+    """Name, element type, dims and data of a tensor (external data read from `base_dir`), as bytes."""
+    data = numpy_helper.to_array(tensor, base_dir=base_dir)
+    head = f"{tensor.name}|{tensor.data_type}|{list(tensor.dims)}|".encode()
+    if data.dtype.kind == "O":  # string tensors: the strings themselves, not the object pointers
+        return head + b"".join(len(v).to_bytes(8, "little") + bytes(v) for v in data.ravel())
+    return head + np.ascontiguousarray(data).tobytes()
+
+
 class Model:
     """A checked ONNX model with inferred shapes, a hash, and a graph view."""
 
@@ -135,16 +144,33 @@ class Model:
     # ---- identity ------------------------------------------------------------------------
     @cached_property
     def hash(self) -> str:
-        """sha256 of the model's graph and weights (first 16 hex digits): names the workspace folder."""
+        """sha256 (first 16 hex digits) of everything that decides what the model computes: IR version, every
+        opset import, model-local functions, nodes (attributes and subgraphs included), graph inputs and
+        outputs, and each initializer's name, dtype, dims and data (sparse ones too). Names the workspace folder."""
         h = hashlib.sha256()
+
+        def put(tag: str, data: bytes) -> None:  # framed, so no two different sequences hash alike
+            h.update(tag.encode() + b"\0" + len(data).to_bytes(8, "little") + data)
+
+        base = str(self.path.parent) if self.path else ""
+        put("ir_version", str(self.proto.ir_version).encode())
+        for imp in sorted(self.proto.opset_import, key=lambda o: (o.domain or "ai.onnx", o.version)):
+            put("opset", f"{imp.domain or 'ai.onnx'}={imp.version}".encode())
+        for fn in self.proto.functions:
+            put("function", fn.SerializeToString(deterministic=True))
         g = self.proto.graph
         for node in g.node:
-            h.update(node.SerializeToString(deterministic=True))
+            put("node", node.SerializeToString(deterministic=True))
         for init in g.initializer:
-            h.update(init.name.encode())
-            h.update(numpy_helper.to_array(init, base_dir=str(self.path.parent) if self.path else "").tobytes())
-        for vi in list(g.input) + list(g.output):
-            h.update(vi.SerializeToString(deterministic=True))
+            put("initializer", _tensor_identity(init, base))
+        for sparse in g.sparse_initializer:
+            put("sparse.values", _tensor_identity(sparse.values, base))
+            put("sparse.indices", _tensor_identity(sparse.indices, base))
+            put("sparse.dims", repr(list(sparse.dims)).encode())
+        for vi in g.input:
+            put("input", vi.SerializeToString(deterministic=True))
+        for vi in g.output:
+            put("output", vi.SerializeToString(deterministic=True))
         return h.hexdigest()[:16]
 
     @property
