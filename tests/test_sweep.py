@@ -43,9 +43,12 @@ def test_sweep_points_match_direct_benchmarks(session):
     # the cartesian product, in spec order, all successful
     assert list(zip(f["batch"], f["concurrency"])) == [(1, 1), (1, 2), (4, 1), (4, 2)]
     assert (f["status"] == "ok").all() and sw.complete and sw.missing == []
+    seen = set()
     for i, row in f.iterrows():
         engine = session.build(batch=int(row["batch"]))
-        assert engine.metadata["cache"] == "memory"  # the sweep's engine, reused from the session cache
+        # the sweep released its engines: the first build of each reloads it from the workspace (no new build)
+        assert engine.metadata["cache"] == ("memory" if row["batch"] in seen else "disk")
+        seen.add(row["batch"])
         assert row["engine_key"] == engine.config.key
         direct = session.benchmark(engine, iterations=1000, warmup=20) if row["concurrency"] == 1 else \
             run_concurrent(engine, None, 2, iterations=1000, warmup=20)

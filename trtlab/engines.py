@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
+import warnings
+from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .backends.base import Backend, Engine
 from .config import BuildConfig
-from .errors import PlanError
+from .errors import CancelledError, ConfigError, PlanError
 from .events import Reporter
 from .model import Model
 from .precision import VARIANT_OPTIONS, make_variant
@@ -20,16 +23,50 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+DEFAULT_MAX_ENGINES = 8
+
+
+class DamagedCacheWarning(UserWarning):
+    """A cached engine entry in the workspace was damaged, incomplete or unverifiable and is being rebuilt."""
+
+
+class _Flight:
+    """One build of one config under way; callers asking for the same config wait for it."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.engine: Engine | None = None
+        self.error: BaseException | None = None
+
+
 class EngineCache:
     """Engines of one model keyed by BuildConfig, the variants they were built from and the calibration tables
-    their configs name (by key)."""
+    their configs name (by key).
 
-    def __init__(self, model: Model, workspace: Workspace) -> None:
+    - Each config is built by the backend it names (`backends(config.backend)`), not by whichever backend the
+      session uses at the moment.
+    - Single-flight: concurrent requests for one config share one build (the others wait for it); different
+      configs build concurrently.
+    - Bounded: at most `max_engines` engines stay loaded, least recently used first out. An evicted engine is
+      closed (an Engine the caller still holds then refuses to run); asking for its config again reloads it
+      from the workspace, which costs no build.
+    - Verified: every file of a stored entry has its sha256 in the entry's metadata; an entry whose files are
+      missing, changed or unrecorded is rebuilt with a DamagedCacheWarning naming its folder."""
+
+    def __init__(self, model: Model, workspace: Workspace, backends: Callable[[str], Backend],
+                 max_engines: int = DEFAULT_MAX_ENGINES) -> None:
+        if not isinstance(max_engines, int) or isinstance(max_engines, bool) or max_engines < 1:
+            raise ConfigError(f"max_engines must be a whole number >= 1, got {max_engines!r}")
         self.model = model
         self.workspace = workspace
+        self.backends = backends
+        self.max_engines = max_engines
         self.calibrations: dict[str, Any] = {}
-        self.engines: dict[BuildConfig, Engine] = {}
+        self.engines: OrderedDict[BuildConfig, Engine] = OrderedDict()
         self._variants: dict[tuple, Variant] = {}
+        self._variant_locks: dict[tuple, threading.Lock] = {}
+        self._flights: dict[BuildConfig, _Flight] = {}
+        self._lock = threading.Lock()
 
     # ---- calibration tables ------------------------------------------------------------------
     def register_calibration(self, calibration: Any) -> str | None:
@@ -59,30 +96,87 @@ class EngineCache:
         backend options), so sweeps over those reuse it."""
         vkey = (config.precision, config.fp32_layers, config.outputs, config.calibration,
                 tuple(config.option(k) for k in VARIANT_OPTIONS))
-        variant = self._variants.get(vkey)
-        if variant is None:
-            reporter.update(0, None, "preparing model variant")
-            variant = self.make_variant(config)
-            self._variants[vkey] = variant
-            for note in variant.notes:
-                reporter.write("info", note, "precision")
+        with self._lock:
+            lock = self._variant_locks.setdefault(vkey, threading.Lock())
+        with lock:
+            variant = self._variants.get(vkey)
+            if variant is None:
+                reporter.update(0, None, "preparing model variant")
+                variant = self.make_variant(config)
+                self._variants[vkey] = variant
+                for note in variant.notes:
+                    reporter.write("info", note, "precision")
         return variant
 
     # ---- engines -----------------------------------------------------------------------------
-    def get(self, backend: Backend, config: BuildConfig, reporter: Reporter) -> Engine:
-        """The engine for `config`: memory cache, then disk cache, then a real build (stored in the workspace)."""
-        cached = self.engines.get(config)
-        if cached is not None and not cached._closed:
-            cached.metadata["cache"] = "memory"
-            reporter.write("info", f"cache hit (memory): {config.describe()}", "build")
-            return cached
+    def get(self, config: BuildConfig, reporter: Reporter) -> Engine:
+        """The engine for `config`: memory cache, then the workspace, then a real build (stored at once)."""
+        while True:
+            with self._lock:
+                cached = self.engines.get(config)
+                if cached is not None and not cached._closed:
+                    self.engines.move_to_end(config)
+                    cached.metadata["cache"] = "memory"
+                    reporter.write("info", f"cache hit (memory): {config.describe()}", "build")
+                    return cached
+                flight = self._flights.get(config)
+                if flight is None:
+                    flight = self._flights[config] = _Flight()
+                    break
+            reporter.write("info", f"waiting for the build of {config.describe()} already under way", "build")
+            while not flight.done.wait(0.05):
+                reporter.cancel.check(reporter.task)
+            if flight.error is not None and not isinstance(flight.error, CancelledError):
+                raise flight.error  # the shared build failed: every waiter hears why
+            # built (now in the cache, unless already evicted) or the builder was cancelled: ask again
+        try:
+            engine = self._produce(config, reporter)
+            flight.engine = engine
+            with self._lock:
+                evicted = self._insert(config, engine)
+            for old in evicted:
+                reporter.write("info", f"engine cache full ({self.max_engines}): closed {old.config.describe()} "
+                                       f"(building it again reloads it from the workspace)", "build")
+                old.close()
+            return engine
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        finally:
+            with self._lock:
+                self._flights.pop(config, None)
+            flight.done.set()
+
+    def _insert(self, config: BuildConfig, engine: Engine) -> list[Engine]:
+        """Add under the lock; return the least recently used engines beyond capacity (to close)."""
+        for c in [c for c, e in self.engines.items() if e._closed]:
+            del self.engines[c]
+        self.engines[config] = engine
+        self.engines.move_to_end(config)
+        evicted = []
+        while len(self.engines) > self.max_engines:
+            evicted.append(self.engines.popitem(last=False)[1])
+        return evicted
+
+    def release(self, engine: Engine) -> None:
+        """Drop `engine` from the cache and close it (sweeps and tune, once done with an engine)."""
+        with self._lock:
+            if self.engines.get(engine.config) is engine:
+                del self.engines[engine.config]
+        engine.close()
+
+    def _produce(self, config: BuildConfig, reporter: Reporter) -> Engine:
+        backend = self.backends(config.backend)
         backend.check_config(config)
         t0 = time.perf_counter()
         record = self.workspace.find_engine(config)
+        folder = self.workspace.engine_dir(config)
         if record is not None:
             engine = self._load(backend, config, record, reporter)
             if engine is not None:
                 return engine
+        elif folder.exists():
+            self._damaged(folder, "it lacks metadata.json or config.json", reporter)
         variant = self.variant(config, reporter)
         engine = backend.build(self.model, variant, config, reporter)
         engine.input_shapes = self.input_shapes(config)
@@ -90,17 +184,29 @@ class EngineCache:
                                 "model": self.model.name, "model_hash": self.model.hash})
         files = {"model.onnx": variant.model.SerializeToString(), **engine.workspace_files()}
         self.workspace.save_engine(config, {**engine.metadata, "marked_outputs": variant.marked_outputs,
-                                            "notes": variant.notes}, files)
-        self.engines[config] = engine
+                                            "notes": variant.notes,
+                                            "sha256": {n: hashlib.sha256(d).hexdigest() for n, d in files.items()}},
+                                   files)
         return engine
+
+    def _damaged(self, folder: Path, why: str, reporter: Reporter) -> None:
+        message = f"cached engine entry {folder} is damaged ({why}); building it again"
+        reporter.write("warning", message, "build")
+        warnings.warn(message, DamagedCacheWarning, stacklevel=2)
+        self.workspace.discard_engine(folder)
 
     def _load(self, backend: Backend, config: BuildConfig, record: Path, reporter: Reporter) -> Engine | None:
         import onnx
         try:
             meta = json.loads((record / "metadata.json").read_text())
-            proto = onnx.load(str(record / "model.onnx"))
-        except Exception as exc:
-            reporter.write("warning", f"ignoring damaged cache entry {record} ({exc}); building again", "build")
+            model_bytes = _verified(record, meta)
+        except (OSError, ValueError, _Unverified) as exc:
+            self._damaged(record, str(exc), reporter)
+            return None
+        try:
+            proto = onnx.load_from_string(model_bytes)
+        except Exception as exc:  # protobuf's DecodeError: hashed as stored, so written damaged
+            self._damaged(record, f"model.onnx does not parse: {exc}", reporter)
             return None
         variant = Variant(model=proto, precision=config.precision, marked_outputs=meta.get("marked_outputs", []),
                           notes=meta.get("notes", []))
@@ -108,11 +214,11 @@ class EngineCache:
             engine = backend.load(self.model, variant, config, record, meta, reporter)
         except PlanError as exc:  # e.g. a library upgrade: rebuild and overwrite instead of failing
             reporter.write("warning", f"cached engine {record.name} cannot be used ({exc}); building again", "build")
+            self.workspace.discard_engine(record)
             return None
         engine.input_shapes = self.input_shapes(config)
         engine.metadata["cache"] = "disk"
         reporter.write("info", f"cache hit (disk, {record.name}): {config.describe()}", "build")
-        self.engines[config] = engine
         return engine
 
     def input_shapes(self, config: BuildConfig) -> dict[str, tuple[int, ...]]:
@@ -128,7 +234,7 @@ class EngineCache:
     def table(self) -> "pd.DataFrame":
         """Engines stored in the workspace (this and earlier sessions): key, backend, precision, build time."""
         import pandas as pd
-        loaded = {c.key for c in self.engines}
+        loaded = {c.key for c in self.loaded()}
         rows = []
         for rec in self.workspace.list_engines():
             c, m = rec["config"], rec["metadata"]
@@ -142,3 +248,27 @@ class EngineCache:
 
     def __len__(self) -> int:
         return len(self.engines)
+
+
+class _Unverified(Exception):
+    """A stored entry's files do not match the sha256 recorded for them."""
+
+
+def _verified(record: Path, meta: Any) -> bytes:
+    """Check every file of an entry against the sha256 in its metadata; return model.onnx's bytes."""
+    hashes = meta.get("sha256") if isinstance(meta, dict) else None
+    if not isinstance(hashes, dict) or "model.onnx" not in hashes:
+        raise _Unverified("its metadata records no sha256 of its files")
+    model_bytes = b""
+    for name, want in hashes.items():
+        if not isinstance(name, str) or Path(name).name != name or name in (".", ".."):
+            raise _Unverified(f"its metadata names a file outside the entry: {name!r}")
+        path = record / name
+        if path.is_symlink() or not path.is_file():
+            raise _Unverified(f"{name} is missing")
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != want:
+            raise _Unverified(f"{name} does not match the sha256 recorded when it was stored")
+        if name == "model.onnx":
+            model_bytes = data
+    return model_bytes

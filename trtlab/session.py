@@ -10,10 +10,10 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 
 from . import lab, tuning
-from .backends import get_backend
-from .backends.base import Engine
+from .backends import ALIASES, get_backend
+from .backends.base import Backend, Engine
 from .config import BuildConfig, check_options
-from .engines import EngineCache
+from .engines import DEFAULT_MAX_ENGINES, EngineCache
 from .errors import ConfigError
 from .events import EventBus, Job, Reporter, SessionLog
 from .hooks import hook
@@ -27,23 +27,32 @@ class Session:
     """One model, one backend, one workspace: engines cached by BuildConfig and results written as produced."""
 
     def __init__(self, model: ModelSource, backend: str = "onnxruntime", workspace: str | Path | None = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, max_engines: int = DEFAULT_MAX_ENGINES) -> None:
+        """max_engines: how many engines stay loaded (least recently used closed first; building an evicted
+        config again reloads it from the workspace)."""
         self.model = Model.load(model, name=name)
-        self.backend = get_backend(backend)
         self.events = EventBus()
         self.log = SessionLog(self.events)
         self.workspace = Workspace(workspace, self.model.hash, self.model.name)
-        self._attach_backend()
-        self._engine_cache = EngineCache(self.model, self.workspace)
+        self._backends: dict[str, Backend] = {}
+        self.backend = self._backend(backend)
+        self._engine_cache = EngineCache(self.model, self.workspace, self._backend, max_engines)
         self._marked: tuple[str, ...] = ()
         self._ui_monitors: list[Any] = []
         self.jobs: list[Job] = []
         self.log.write("info", f"session on {self.model.name} ({len(self.model.node_names)} nodes) with backend "
                                f"{self.backend.name}, workspace {self.workspace.path}")
 
-    def _attach_backend(self) -> None:
-        if self.backend.has_cache_dir:  # TensorRT timing/runtime caches live with the workspace
-            self.backend.cache_dir = self.workspace.root / "tensorrt-cache"
+    def _backend(self, name: str) -> Backend:
+        """The session's instance of the named backend (made once; a config is built by the backend it names)."""
+        name = ALIASES.get(name, name)
+        backend = self._backends.get(name)
+        if backend is None:
+            backend = get_backend(name)
+            if backend.has_cache_dir:  # TensorRT timing/runtime caches live with the workspace
+                backend.cache_dir = self.workspace.root / "tensorrt-cache"
+            self._backends[name] = self._backends[backend.name] = backend
+        return backend
 
     @property
     def _engines(self) -> dict[BuildConfig, Engine]:
@@ -51,8 +60,7 @@ class Session:
 
     def use_backend(self, name: str) -> None:
         """Switch this session to another backend ("onnxruntime", "tensorrt", "tensorrt-rtx", "auto")."""
-        self.backend = get_backend(name)
-        self._attach_backend()
+        self.backend = self._backend(name)
         self.log.write("info", f"backend is now {self.backend.name}")
 
     # ---- environment ---------------------------------------------------------------------
@@ -117,7 +125,7 @@ class Session:
 
     def build_config(self, config: BuildConfig, reporter: Reporter | None = None) -> Engine:
         """Build the engine for a ready BuildConfig: memory cache, then disk cache, then a real build."""
-        return self._engine_cache.get(self.backend, config, reporter or Reporter("build", self.events, self.log))
+        return self._engine_cache.get(config, reporter or Reporter("build", self.events, self.log))
 
     def engine(self, spec: EngineSpec = None) -> Engine:
         """Resolve an engine spec: an Engine, a precision string, a dict of build() args, or None (fp32)."""
@@ -278,13 +286,14 @@ class Session:
               concurrency: Iterable[int] | int = (1,), options: Mapping[str, Iterable[Any]] | None = None,
               iterations: int | None = None, duration: float | None = None, warmup: int = 10, seed: int = 0,
               monitor: Any = True, resume: bool | str = False, budget_s: float | None = None,
-              keep_engines: bool = True, background: bool = False, **build_args: Any):
+              keep_engines: bool = False, background: bool = False, **build_args: Any):
         """Benchmark every (options, precision, batch, concurrency) point; each point is appended to the
         workspace as it finishes. resume=True runs only the points of the same sweep not finished yet;
         resume="<sweep id>" does so for a stored sweep (its stored axes; the axis arguments are ignored).
         iterations are per thread; concurrency c runs c threads, each with its own runner (context).
         monitor: True (0.1 s samples), an interval in seconds, a Monitor, or False. budget_s stops starting
-        new points after that many seconds; keep_engines=False closes the engines the sweep built."""
+        new points after that many seconds; the engines the sweep built are closed once it is done with each
+        (keep_engines=True keeps them loaded, up to the session's max_engines)."""
         return tuning.sweep(self, batch, precision, concurrency, options, iterations, duration, warmup, seed, monitor,
                             resume, budget_s, keep_engines, background, **build_args)
 

@@ -44,7 +44,7 @@ def sweep(session: "Session", batch: Iterable[int] | int, precision: Iterable[st
 
         def release(engine: Engine) -> None:
             if not keep_engines and engine.config not in before:
-                engine.close()
+                session._engine_cache.release(engine)
         try:
             result = run_sweep(spec, build, store, rep, resume=bool(resume), monitor=mon, budget_s=budget_s,
                                release=release)
@@ -121,7 +121,7 @@ def tune(session: "Session", objective: str, budget_s: float, batch: int | Itera
 
         def release(engine: Engine) -> None:
             if not keep_engines and engine.config not in before and engine is not first:
-                engine.close()
+                session._engine_cache.release(engine)
         trial = make_trial(build, {**base, "batch": batches[0]}, None, trial_s, warmup, concurrency,
                            release=release)
         default = {"batch": batches[0]} if len(batches) > 1 else None

@@ -459,7 +459,9 @@ class Workspace:
         return self.path / "engines" / config.key
 
     def save_engine(self, config: BuildConfig, metadata: dict[str, Any], files: dict[str, bytes]) -> Path:
-        """Store an engine's files (variant model, plan, ...) and config/metadata JSON, all or nothing."""
+        """Store an engine's files (variant model, plan, ...) and config/metadata JSON, all or nothing. A finished
+        entry for the key is never replaced: if one appears while this one is staged (another writer), it is
+        kept and this one discarded. An unfinished folder in the way is removed first."""
         import shutil
         final = self.engine_dir(config)
         staging = self.mkdir(self.path / "engines" / f".staging-{os.getpid()}-{secrets.token_hex(6)}")
@@ -470,13 +472,35 @@ class Workspace:
             self.write_json(staging / "metadata.json", metadata)
             if is_link(final):
                 raise _link_error(final, str(final))
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(staging, final)
+            if final.exists() and self.find_engine(config) is None:
+                self.discard_engine(final)
+            try:
+                os.rename(staging, final)  # fails, replacing nothing, when the folder exists (non-empty)
+            except OSError:
+                if self.find_engine(config) is None:
+                    raise WorkspaceError(f"cannot store the engine in {final}: the folder is in the way and "
+                                         f"unfinished; delete it") from None
+                shutil.rmtree(staging, ignore_errors=True)  # another writer finished first: keep theirs
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return final
+
+    def discard_engine(self, folder: Path) -> None:
+        """Remove a stored engine folder (damaged or superseded): renamed aside first, so readers never see a
+        half-deleted entry."""
+        import shutil
+        folder = Path(folder)
+        if folder.parent != self.path / "engines" or folder.name.startswith("."):
+            raise WorkspaceError(f"{folder} is not an engine entry of {self.path}")
+        if is_link(folder):
+            raise _link_error(folder, str(folder))
+        aside = folder.with_name(f".discarded-{folder.name}-{os.getpid()}-{time.monotonic_ns()}")
+        try:
+            os.rename(folder, aside)
+        except FileNotFoundError:
+            return  # someone else removed it already
+        shutil.rmtree(aside, ignore_errors=True)
 
     def find_engine(self, config: BuildConfig) -> Path | None:
         """The stored engine folder for `config`, if complete."""
