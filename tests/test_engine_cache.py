@@ -2,8 +2,10 @@
 bound, and single-flight builds. Outputs are checked against plain onnxruntime on the same ONNX model."""
 from __future__ import annotations
 
-import threading
+import gc
 import time
+import threading
+import weakref
 
 import numpy as np
 import onnx
@@ -178,13 +180,26 @@ def test_build_config_uses_the_backend_the_config_names(tmp_path):
 def test_the_cache_keeps_at_most_max_engines_loaded(tmp_path):
     proto = conv_model(channels=4, size=8)
     s = Session(proto, workspace=tmp_path / "ws", max_engines=3)
-    engines = [s.build(batch=b) for b in range(1, 7)]  # N + 3 configs
+    refs = [weakref.ref(s.build(batch=b)) for b in range(1, 7)]  # N + 3 configs, none held by the caller
+    gc.collect()
     assert len(s._engine_cache.loaded()) <= 3
-    assert all(e._closed for e in engines[:3]) and not any(e._closed for e in engines[3:])
-    again = s.build(batch=1)  # evicted: reloaded from the workspace, not built
+    assert all(r() is None for r in refs[:3]), "evicted engines nobody holds must be freed"
+    again = s.build(batch=1)  # evicted and freed: reloaded from the workspace, not built
     assert again.metadata["cache"] == "disk" and len(s._engine_cache.loaded()) <= 3
     feeds = again.random_feeds()
     np.testing.assert_allclose(again.run(feeds)["logits"], plain_ort(proto, feeds)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_an_evicted_engine_the_caller_holds_keeps_working(tmp_path):
+    proto = conv_model(channels=4, size=8)
+    s = Session(proto, workspace=tmp_path / "ws", max_engines=2)
+    held = s.build(batch=1)
+    for b in range(2, 6):
+        s.build(batch=b)
+    assert held.config not in s._engine_cache.engines  # evicted from the cache ...
+    feeds = held.random_feeds()  # ... but a notebook variable still runs
+    np.testing.assert_allclose(held.run(feeds)["logits"], plain_ort(proto, feeds)[0], rtol=1e-5, atol=1e-6)
+    assert s.build(batch=1) is held and len(s._engine_cache.loaded()) <= 2  # handed out again, no reload
 
 
 def test_a_sweep_leaves_at_most_capacity_engines_loaded(tmp_path):

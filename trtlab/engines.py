@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import weakref
 import time
 import warnings
 from collections import OrderedDict
@@ -47,9 +48,11 @@ class EngineCache:
       session uses at the moment.
     - Single-flight: concurrent requests for one config share one build (the others wait for it); different
       configs build concurrently.
-    - Bounded: at most `max_engines` engines stay loaded, least recently used first out. An evicted engine is
-      closed (an Engine the caller still holds then refuses to run); asking for its config again reloads it
-      from the workspace, which costs no build.
+    - Bounded: the cache holds at most `max_engines` engines, least recently used first out. An evicted engine
+      is dropped from the cache, not closed: an Engine the caller (a notebook variable, the dashboard) still
+      holds keeps working and is handed out again for its config; one nobody holds is freed by Python, and
+      asking for its config again reloads it from the workspace, which costs no build. Sweeps and tune close
+      what they built with `release`.
     - Verified: every file of a stored entry has its sha256 in the entry's metadata; an entry whose files are
       missing, changed or unrecorded is rebuilt with a DamagedCacheWarning naming its folder."""
 
@@ -63,6 +66,7 @@ class EngineCache:
         self.max_engines = max_engines
         self.calibrations: dict[str, Any] = {}
         self.engines: OrderedDict[BuildConfig, Engine] = OrderedDict()
+        self._evicted: "weakref.WeakValueDictionary[BuildConfig, Engine]" = weakref.WeakValueDictionary()
         self._variants: dict[tuple, Variant] = {}
         self._variant_locks: dict[tuple, threading.Lock] = {}
         self._flights: dict[BuildConfig, _Flight] = {}
@@ -114,6 +118,10 @@ class EngineCache:
         while True:
             with self._lock:
                 cached = self.engines.get(config)
+                if cached is None or cached._closed:
+                    cached = self._evicted.pop(config, None)  # evicted but still held by someone
+                    if cached is not None and not cached._closed:
+                        self._insert_locked(config, cached)
                 if cached is not None and not cached._closed:
                     self.engines.move_to_end(config)
                     cached.metadata["cache"] = "memory"
@@ -133,11 +141,11 @@ class EngineCache:
             engine = self._produce(config, reporter)
             flight.engine = engine
             with self._lock:
-                evicted = self._insert(config, engine)
+                evicted = self._insert_locked(config, engine)
             for old in evicted:
-                reporter.write("info", f"engine cache full ({self.max_engines}): closed {old.config.describe()} "
-                                       f"(building it again reloads it from the workspace)", "build")
-                old.close()
+                reporter.write("info", f"engine cache full ({self.max_engines}): dropped {old.config.describe()} "
+                                       f"(freed once nothing holds it; building it again reloads it from the "
+                                       f"workspace)", "build")
             return engine
         except BaseException as exc:
             flight.error = exc
@@ -147,15 +155,18 @@ class EngineCache:
                 self._flights.pop(config, None)
             flight.done.set()
 
-    def _insert(self, config: BuildConfig, engine: Engine) -> list[Engine]:
-        """Add under the lock; return the least recently used engines beyond capacity (to close)."""
+    def _insert_locked(self, config: BuildConfig, engine: Engine) -> list[Engine]:
+        """Add (the caller holds the lock); the least recently used engines beyond capacity leave the cache and are
+        only weakly remembered, so they live exactly as long as someone else holds them."""
         for c in [c for c, e in self.engines.items() if e._closed]:
             del self.engines[c]
         self.engines[config] = engine
         self.engines.move_to_end(config)
         evicted = []
         while len(self.engines) > self.max_engines:
-            evicted.append(self.engines.popitem(last=False)[1])
+            old_config, old = self.engines.popitem(last=False)
+            self._evicted[old_config] = old
+            evicted.append(old)
         return evicted
 
     def release(self, engine: Engine) -> None:
@@ -163,6 +174,8 @@ class EngineCache:
         with self._lock:
             if self.engines.get(engine.config) is engine:
                 del self.engines[engine.config]
+            if self._evicted.get(engine.config) is engine:
+                del self._evicted[engine.config]
         engine.close()
 
     def _produce(self, config: BuildConfig, reporter: Reporter) -> Engine:
