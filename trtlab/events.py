@@ -1,14 +1,19 @@
-"""Progress and log events, and Jobs: long work in worker threads with progress, logs and cancel."""
+"""Progress and log events, and Jobs: long work on a bounded pool of worker threads with progress, logs
+and cancel; every event a job causes carries the job's id."""
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
-from .errors import CancelledError
+from .errors import CancelledError, ConfigError
 
 LEVELS = ("verbose", "info", "warning", "error")
 _logger = logging.getLogger("trtlab")
@@ -17,22 +22,25 @@ _PY_LEVEL = {"verbose": logging.DEBUG, "info": logging.INFO, "warning": logging.
 
 @dataclass(frozen=True)
 class LogRecord:
-    """One line of the session log: when, how severe, from where, what."""
+    """One line of the session log: when, how severe, from where, what, and the job it came from (or None)."""
 
     time: float
     severity: str
     source: str
     message: str
+    job: str | None = None
 
 
 @dataclass
 class Progress:
-    """Where a long operation stands: `done` of `total` steps (total None when unknown)."""
+    """Where a long operation stands: `done` of `total` steps (total None when unknown); `job` is the id of the
+    job reporting it (two jobs may share a task name, never an id)."""
 
     task: str
     done: float = 0
     total: float | None = None
     message: str = ""
+    job: str | None = None
 
     @property
     def fraction(self) -> float | None:
@@ -78,11 +86,11 @@ class SessionLog:
         self._limit = limit
         self._lock = threading.Lock()
 
-    def write(self, severity: str, message: str, source: str = "trtlab") -> None:
+    def write(self, severity: str, message: str, source: str = "trtlab", job: str | None = None) -> None:
         """Append a record and publish it as a "log" event."""
         if severity not in LEVELS:
             severity = "info"
-        rec = LogRecord(time.time(), severity, source, message)
+        rec = LogRecord(time.time(), severity, source, message, job)
         with self._lock:
             self._records.append(rec)
             if len(self._records) > self._limit:
@@ -102,10 +110,10 @@ class SessionLog:
         return out
 
     def to_frame(self, level: str = "verbose", search: str | None = None):
-        """The log as a pandas DataFrame (time, severity, source, message)."""
+        """The log as a pandas DataFrame (time, severity, source, message, job)."""
         import pandas as pd
         return pd.DataFrame([r.__dict__ for r in self.records(level, search)],
-                            columns=["time", "severity", "source", "message"])
+                            columns=["time", "severity", "source", "message", "job"])
 
     def text(self, level: str = "info", search: str | None = None) -> str:
         """The log as plain text, one record per line."""
@@ -133,19 +141,38 @@ class CancelToken:
             raise CancelledError(f"{what} was cancelled")
 
 
+_job_ids = itertools.count(1)
+_active: ContextVar["Reporter | None"] = ContextVar("trtlab_active_reporter", default=None)
+
+
+def new_job_id() -> str:
+    """A process-wide unique job id, 'job-<n>'."""
+    return f"job-{next(_job_ids)}"
+
+
+def job_reporter(task: str, bus: EventBus | None, log: SessionLog | None) -> "Reporter":
+    """The reporter for work started here: inside a job's work (a build that tune makes) it shares that job's
+    id and cancel token, so its events are the job's and cancelling the job stops it; otherwise a new id."""
+    parent = _active.get()
+    if parent is not None:
+        return Reporter(task, bus, log, parent.cancel, job=parent.job)
+    return Reporter(task, bus, log, job=new_job_id())
+
+
 @dataclass
 class Reporter:
-    """What a long operation gets to report progress and logs and to honour cancel."""
+    """What a long operation gets to report progress and logs and to honour cancel; `job` tags every event."""
 
     task: str
     bus: EventBus | None = None
     log: SessionLog | None = None
     cancel: CancelToken = field(default_factory=CancelToken)
     progress: Progress | None = None
+    job: str | None = None
 
     def update(self, done: float, total: float | None = None, message: str = "") -> None:
         """Publish progress, then stop here if cancellation was requested."""
-        self.progress = Progress(self.task, done, total, message)
+        self.progress = Progress(self.task, done, total, message, self.job)
         if self.bus:
             self.bus.emit("progress", self.progress)
         self.cancel.check(self.task)
@@ -153,31 +180,102 @@ class Reporter:
     def write(self, severity: str, message: str, source: str | None = None) -> None:
         """Write to the session log (if any)."""
         if self.log:
-            self.log.write(severity, message, source or self.task)
+            self.log.write(severity, message, source or self.task, self.job)
+
+    def child(self, task: str, events: bool = True, log: bool = False) -> "Reporter":
+        """A reporter for one part of this work: same job and cancel token; its progress goes to the bus
+        when `events`, its log lines to the session log when `log`."""
+        return Reporter(task, self.bus if events else None, self.log if log else None, self.cancel, job=self.job)
+
+    @contextmanager
+    def active(self) -> Iterator["Reporter"]:
+        """While the block runs (in this thread), work started through job_reporter() belongs to this job."""
+        token = _active.set(self)
+        try:
+            yield self
+        finally:
+            _active.reset(token)
+
+
+class JobExecutor:
+    """Runs jobs at most `max_workers` at a time, the rest waiting in submission order. Workers are daemon
+    threads started on demand that end when nothing waits, so an exiting kernel never waits on queued work."""
+
+    def __init__(self, max_workers: int = 2) -> None:
+        if not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers < 1:
+            raise ConfigError(f"max_jobs must be a positive number of worker threads, got {max_workers!r}")
+        self.max_workers = max_workers
+        self._pending: deque[Job] = deque()
+        self._workers = 0
+        self._lock = threading.Lock()
+
+    def submit(self, job: "Job") -> None:
+        """Queue `job`; it starts as soon as a worker is free."""
+        with self._lock:
+            self._pending.append(job)
+            if self._workers >= self.max_workers:
+                return
+            self._workers += 1
+        threading.Thread(target=self._work, name="trtlab-job", daemon=True).start()
+
+    def withdraw(self, job: "Job") -> bool:
+        """Take a job that has not started out of the queue; False when it already started (or finished)."""
+        with self._lock:
+            try:
+                self._pending.remove(job)
+            except ValueError:
+                return False
+            return True
+
+    @property
+    def queued(self) -> int:
+        """Jobs waiting for a worker."""
+        with self._lock:
+            return len(self._pending)
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                if not self._pending:
+                    self._workers -= 1
+                    return
+                job = self._pending.popleft()
+            job._run()
 
 
 class Job:
-    """Long work running in a worker thread: `result()`, `cancel()`, `done`, `progress`, `status`."""
+    """Long work on an executor's worker thread: `id`, `result()`, `cancel()`, `done`, `progress`, `status`.
 
-    def __init__(self, task: str, fn: Callable[[Reporter], Any], bus: EventBus | None = None,
-                 log: SessionLog | None = None) -> None:
+    It waits its turn in the executor (status "queued"); a job cancelled before it starts never runs."""
+
+    def __init__(self, task: str, fn: Callable[[Reporter], Any], executor: JobExecutor,
+                 bus: EventBus | None = None, log: SessionLog | None = None) -> None:
+        self.id = new_job_id()
         self.task = task
-        self.reporter = Reporter(task, bus, log)
+        self.reporter = Reporter(task, bus, log, job=self.id)
+        self._fn = fn
         self._future: Future = Future()
         self._bus = bus
-        self._thread = threading.Thread(target=self._run, args=(fn,), name=f"trtlab-{task}", daemon=True)
-        self._thread.start()
+        self._executor = executor
+        self._started = False
+        executor.submit(self)
 
-    def _run(self, fn: Callable[[Reporter], Any]) -> None:
-        self._future.set_running_or_notify_cancel()
+    def _run(self) -> None:
+        if not self._future.set_running_or_notify_cancel():
+            return
+        self._started = True
         try:
-            value = fn(self.reporter)
+            self.reporter.cancel.check(self.task)  # cancelled while it waited for a worker
+            with self.reporter.active():
+                value = self._fn(self.reporter)
         except BaseException as exc:  # delivered to whoever asks for result()
             self._future.set_exception(exc)
-            if self._bus:
-                self._bus.emit("job", self)
-            return
-        self._future.set_result(value)
+        else:
+            self._future.set_result(value)
+        self._fn = None
+        self._announce()
+
+    def _announce(self) -> None:
         if self._bus:
             self._bus.emit("job", self)
 
@@ -190,17 +288,28 @@ class Job:
         return self._future.exception(timeout)
 
     def cancel(self) -> None:
-        """Ask the work to stop; it raises CancelledError at its next progress check."""
+        """Ask the work to stop: a queued job is dropped before it starts; a running one raises CancelledError
+        at its next progress check."""
         self.reporter.cancel.cancel()
+        if self._executor.withdraw(self):
+            self._fn = None
+            self._future.set_running_or_notify_cancel()
+            self._future.set_exception(CancelledError(f"{self.task} was cancelled before it started"))
+            self._announce()
 
     def add_done_callback(self, fn: Callable[["Job"], Any]) -> None:
-        """Call `fn(job)` once the work has finished (from the worker thread)."""
+        """Call `fn(job)` once the work has finished (from the worker thread, or at once when it has)."""
         self._future.add_done_callback(lambda _f: fn(self))
 
     @property
     def done(self) -> bool:
-        """True when the work has finished, successfully or not."""
+        """True when the work has finished, successfully or not (a job cancelled while queued included)."""
         return self._future.done()
+
+    @property
+    def started(self) -> bool:
+        """True once a worker began the work."""
+        return self._started
 
     @property
     def progress(self) -> Progress | None:
@@ -209,9 +318,9 @@ class Job:
 
     @property
     def status(self) -> str:
-        """'running', 'done', 'cancelled' or 'failed'."""
+        """'queued', 'running', 'done', 'cancelled' or 'failed'."""
         if not self._future.done():
-            return "running"
+            return "running" if self._started else "queued"
         exc = self._future.exception()
         if exc is None:
             return "done"
@@ -220,4 +329,4 @@ class Job:
     def __repr__(self) -> str:
         p = self.progress
         where = f" {p.done}/{p.total}" if p and p.total else ""
-        return f"<Job {self.task} {self.status}{where}>"
+        return f"<Job {self.id} {self.task} {self.status}{where}>"

@@ -83,7 +83,7 @@ def segment_runners(session: "Session", specs: list["EngineSpec"], names: list[s
     dims = dict(defaults.get("dims") or {})
     from .analysis.segments import SegmentedRunner, group_by_bytes, split, tensor_bytes
     backend, model = session.backend, session.model
-    quiet = Reporter("segment", None, None, cancel=rep.cancel)
+    quiet = rep.child("segment", events=False)
     variants = [lab_variant(session, s, rep, **defaults) for s in specs]
     sizes = tensor_bytes(variants[0][1].model, est_batch, dims)
     groups = group_by_bytes(names, sizes, max_segment_bytes)

@@ -15,7 +15,7 @@ from .backends.base import Backend, Engine
 from .config import BuildConfig, check_options
 from .engines import DEFAULT_MAX_ENGINES, EngineCache
 from .errors import ConfigError
-from .events import EventBus, Job, Reporter, SessionLog
+from .events import EventBus, Job, JobExecutor, Reporter, SessionLog, job_reporter
 from .hooks import hook
 from .model import Model, ModelSource
 from .workspace import Workspace
@@ -24,12 +24,15 @@ EngineSpec = Any  # an Engine, a precision string ("fp16"), or a dict of build()
 
 
 class Session:
-    """One model, one backend, one workspace: engines cached by BuildConfig and results written as produced."""
+    """One model, one backend, one workspace: engines cached by BuildConfig and results written as produced.
+
+    Background work (`background=True`) runs at most `max_jobs` jobs at once; later ones wait, status "queued"."""
 
     def __init__(self, model: ModelSource, backend: str = "onnxruntime", workspace: str | Path | None = None,
-                 name: str | None = None, max_engines: int = DEFAULT_MAX_ENGINES) -> None:
+                 name: str | None = None, max_engines: int = DEFAULT_MAX_ENGINES, max_jobs: int = 2) -> None:
         """max_engines: how many engines stay loaded (least recently used closed first; building an evicted
-        config again reloads it from the workspace)."""
+        config again reloads it from the workspace). max_jobs: how many background jobs run at once."""
+        self._executor = JobExecutor(max_jobs)
         self.model = Model.load(model, name=name)
         self.events = EventBus()
         self.log = SessionLog(self.events)
@@ -72,18 +75,21 @@ class Session:
 
     # ---- jobs ----------------------------------------------------------------------------
     def submit(self, task: str, fn: Callable[[Reporter], Any]) -> Job:
-        """Run `fn(reporter)` in a worker thread; progress and logs go to this session's events."""
-        job = Job(task, fn, self.events, self.log)
+        """Run `fn(reporter)` on this session's job executor (at most max_jobs at once, the rest queued);
+        progress and logs go to this session's events, tagged with the job's id."""
+        job = Job(task, fn, self._executor, self.events, self.log)
         self.jobs.append(job)
         return job
 
     def _run(self, task: str, fn: Callable[[Reporter], Any], background: bool) -> Any:
         if background:
             return self.submit(task, fn)
-        return fn(Reporter(task, self.events, self.log))
+        rep = job_reporter(task, self.events, self.log)
+        with rep.active():
+            return fn(rep)
 
     def cancel_all(self) -> None:
-        """Ask every running job of this session to stop."""
+        """Ask every job of this session to stop (queued ones never start)."""
         for job in self.jobs:
             if not job.done:
                 job.cancel()
@@ -125,7 +131,8 @@ class Session:
 
     def build_config(self, config: BuildConfig, reporter: Reporter | None = None) -> Engine:
         """Build the engine for a ready BuildConfig: memory cache, then disk cache, then a real build."""
-        return self._engine_cache.get(config, reporter or Reporter("build", self.events, self.log))
+        reporter = reporter or job_reporter("build", self.events, self.log)
+        return self._engine_cache.get(config, reporter)
 
     def engine(self, spec: EngineSpec = None) -> Engine:
         """Resolve an engine spec: an Engine, a precision string, a dict of build() args, or None (fp32)."""

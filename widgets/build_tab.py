@@ -267,7 +267,8 @@ class BuildTab:
         self.job = job
         self.progress.value = 0
         self.progress.bar_style = "info"
-        self.status.value = f"building <code>{html.escape(job.task)}</code> ..."
+        verb = "queued (other jobs hold the session's workers): " if job.status == "queued" else "building"
+        self.status.value = f"{verb} <code>{html.escape(job.task)}</code> ..."
         self.build_button.disabled = True
         self.cancel_button.disabled = False
         job.add_done_callback(self._on_done)
@@ -279,7 +280,7 @@ class BuildTab:
 
     def _on_event(self, kind: str, payload: Any) -> None:
         job = self.job
-        if kind != "progress" or job is None or job.done or payload.task != job.task:
+        if kind != "progress" or job is None or job.done or payload.job != job.id:
             return
         frac = payload.fraction
         self.progress.value = frac if frac is not None else min(0.95, self.progress.value + 0.05)

@@ -145,7 +145,7 @@ class PrecisionTab:
 
     def _on_event(self, kind: str, payload: Any) -> None:
         job = self.job
-        if kind == "progress" and job is not None and not job.done and payload.task == job.task:
+        if kind == "progress" and job is not None and not job.done and payload.job == job.id:
             frac = payload.fraction
             self.progress.value = frac if frac is not None else min(0.95, self.progress.value + 0.05)
 

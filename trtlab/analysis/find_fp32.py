@@ -79,7 +79,7 @@ def find_fp32_layers(session: Any, candidate: str, tolerance: float, data: Any, 
     b = batch or session._batch_of(batches[0])
     outputs = [o.name for o in session.model.outputs]
     base = {"batch": b, "calibration": calibration, "dims": dims}
-    quiet = type(reporter)("find", None, None, cancel=reporter.cancel)
+    quiet = reporter.child("find", events=False)
 
     def run(spec: dict[str, Any]) -> list[dict[str, np.ndarray]]:
         config, variant = session._lab_variant(spec, reporter)

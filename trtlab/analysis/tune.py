@@ -302,12 +302,11 @@ def make_trial(build: Callable[[dict[str, Any]], "Engine"], base: Mapping[str, A
                duration: float | None, warmup: int, concurrency: int = 1, monitor: Any = None,
                release: Callable[["Engine"], None] | None = None) -> Trialer:
     """A trial function: build_args(params, base) -> build -> run_concurrent benchmark."""
-    from ..events import Reporter
     from .benchmark import run_concurrent
 
     def trial(params: Mapping[str, Any], reporter: "Reporter") -> Any:
         engine = build(build_args(params, base))
-        sub = Reporter(f"{reporter.task}: {_label(params)}", reporter.bus, None, reporter.cancel)
+        sub = reporter.child(f"{reporter.task}: {_label(params)}")
         try:
             return run_concurrent(engine, None, concurrency, iterations, duration, warmup, 0, sub, monitor)
         finally:

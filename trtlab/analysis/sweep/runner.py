@@ -80,8 +80,7 @@ def run_sweep(spec: SweepSpec, build: BuildFn, store: SweepStore, reporter: "Rep
                     engine = build(point["precision"], point["batch"], point["options"])
                     engine_id = eid
                 build_s = time.perf_counter() - t0
-                from ...events import Reporter
-                sub = Reporter(f"{reporter.task}: {describe_point(point)}", reporter.bus, None, reporter.cancel)
+                sub = reporter.child(f"{reporter.task}: {describe_point(point)}")
                 res = run_concurrent(engine, None, point["concurrency"], spec.iterations, spec.duration,
                                      spec.warmup, spec.seed, sub, monitor)
                 rec = point_record(point, res, build_s)
