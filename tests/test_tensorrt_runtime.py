@@ -89,19 +89,78 @@ def test_cuda_graph_capture_and_relaunch(cudart):
     assert cudart.calls.count("cudaStreamBeginCapture") == 2 and len(cudart.execs) == 1
 
 
-def test_set_mode_switches_between_execute_and_enqueue(cudart):
+def test_a_runner_launches_in_its_own_mode_and_leaves_the_engine_alone(cudart):
     eng = make_engine(cudart, cuda_graph=True)
     x = np.ones((2, 4), np.float32)
     eng.run({"input": x})
     assert len(cudart.execs) == 1 and eng.run_mode == "enqueue+cuda_graph"
-    eng.set_mode("execute", cuda_graph=False)
-    assert cudart.execs == {} and eng.run_mode == "execute"  # the captured graph is released
+    ctx = eng._engine().contexts[0]
+    before = len(ctx.executions)
+    run = eng.runner({"input": x}, mode="execute", cuda_graph=False)
+    run()
+    run()
+    assert [e[0] for e in ctx.executions[before:]] == ["execute_v2", "execute_v2"]
+    assert eng.run_mode == "enqueue+cuda_graph" and (eng.mode, eng.cuda_graph) == ("enqueue", True)
+    launches = cudart.calls.count("cudaGraphLaunch")
     np.testing.assert_allclose(eng.run({"input": x})["logits"], reference(eng, x), rtol=1e-6)
-    assert eng._engine().contexts[0].executions[-1][0] == "execute_v2"
+    assert cudart.calls.count("cudaGraphLaunch") == launches + 1  # run() still replays the engine's graph
+    assert eng.launch_mode("execute") == "execute" and eng.device_timer("execute") is None
     with pytest.raises(ConfigError, match="cuda_graph=True needs mode='enqueue'"):
-        eng.set_mode(cuda_graph=True)
+        eng.runner({"input": x}, mode="execute", cuda_graph=True)
+    with pytest.raises(ConfigError, match=r"mode must be one of \('enqueue', 'execute'\)"):
+        eng.runner({"input": x}, mode="async")
     with pytest.raises(ConfigError, match=r"mode must be one of \('enqueue', 'execute'\)"):
         make_engine(cudart, mode="async")
+
+
+def test_two_benchmarks_of_one_engine_in_different_modes_each_run_their_own(cudart, tmp_path):
+    """Session.benchmark used to switch the shared engine's mode for the run and back: a second benchmark
+    starting meanwhile made the first one run in the second's mode."""
+    eng = make_engine(cudart)  # built with the default launch: enqueue, no graph
+    s = trtlab.Session(trtlab.zoo.mlp(), workspace=tmp_path, max_jobs=2)
+    jobs, seen, waited = {}, {"a": threading.Event(), "b": threading.Event()}, []
+
+    def interleave(kind, payload):
+        # warm-up reports progress at runs 1 and 9: A waits at its 1st for B's 1st, B at its 2nd for A's 2nd,
+        # so each benchmark runs warm-ups while the other is in the middle of its own
+        if kind != "progress" or payload.message != "warming up":
+            return
+        me, other = ("a", "b") if payload.job == jobs["a"].id else ("b", "a")
+        first = not seen[me].is_set()
+        seen[me].set()
+        if (me == "a") == first:
+            waited.append(seen[other].wait(20))
+    s.events.subscribe(interleave)
+    release = threading.Event()
+    gates = [s.submit("gate", lambda rep: release.wait(20)) for _ in range(2)]  # both wait until both exist
+    jobs["a"] = s.benchmark(eng, iterations=12, warmup=9, mode="execute", background=True)
+    jobs["b"] = s.benchmark(eng, iterations=9, warmup=9, mode="enqueue", cuda_graph=True, background=True)
+    release.set()
+    ra, rb = jobs["a"].result(timeout=30), jobs["b"].result(timeout=30)
+    assert all(g.done for g in gates) and waited == [True, True]  # the two really overlapped
+    assert (ra.mode, rb.mode) == ("execute", "enqueue+cuda_graph")
+    contexts = eng._engine().contexts
+    assert len(contexts) == 2  # one per worker thread
+    by_kind = {tuple(sorted({e[0] for e in c.executions})): c for c in contexts}
+    execute = by_kind[("execute_v2",)]
+    graph = by_kind[("execute_async_v3",)]
+    assert len(execute.executions) == 9 + 12  # every run of the execute benchmark was execute_v2
+    assert len(graph.executions) == 2  # one plain enqueue and one capture; then graph launches only
+    assert cudart.calls.count("cudaGraphLaunch") == 9 + 9
+    assert rb.device_ms is not None and ra.device_ms is None  # events time enqueue runs only
+    assert (eng.mode, eng.cuda_graph, eng.run_mode) == ("enqueue", False, "enqueue")  # the engine is untouched
+    assert sorted(r["mode"] for r in s.workspace.results("benchmark")) == ["enqueue+cuda_graph", "execute"]
+
+
+def test_launch_modes_are_refused_on_an_engine_without_them(tmp_path):
+    s = trtlab.Session(trtlab.zoo.mlp(), workspace=tmp_path)
+    eng = s.build(batch=1)
+    assert not eng.supports_launch_modes and TensorRTEngine.supports_launch_modes
+    with pytest.raises(ConfigError, match=r"mode=/cuda_graph= apply to TensorRT engines; .* runs on onnxruntime"):
+        s.benchmark(eng, iterations=2, mode="execute")
+    with pytest.raises(ConfigError, match="apply to TensorRT engines"):
+        eng.runner(eng.random_feeds(0), cuda_graph=True)
+    assert s.benchmark(eng, iterations=2, warmup=0).mode == "sync"
 
 
 def test_rtx_runtime_cache_round_trip(cudart, tmp_path):

@@ -162,21 +162,11 @@ class Session:
 
         def work(rep: Reporter):
             eng = self.engine(engine)
-            if (mode is not None or cuda_graph is not None) and not eng.supports_launch_modes:
-                raise ConfigError(f"mode=/cuda_graph= apply to TensorRT engines; {eng.name} runs on "
-                                  f"{eng.backend_name} (for ONNX Runtime CUDA graphs build with "
-                                  f"cuda_options={{'enable_cuda_graph': '1'}})")
-            saved = (eng.mode, eng.cuda_graph) if eng.supports_launch_modes else None
             mon = self._monitor_for(monitor)
             try:
-                if saved is not None:
-                    eng.set_mode(mode, cuda_graph)
                 result = run_benchmark(eng, data, iterations=iterations, duration=duration, warmup=warmup,
-                                       seed=seed, reporter=rep, monitor=mon)
-                result.mode = eng.run_mode or result.mode
+                                       seed=seed, reporter=rep, monitor=mon, mode=mode, cuda_graph=cuda_graph)
             finally:
-                if saved is not None:
-                    eng.set_mode(*saved)
                 if mon is not None and monitor is True:
                     mon.stop()
             self.workspace.save_result("benchmark", result.to_dict(), result.to_frame(), result=result)

@@ -158,8 +158,13 @@ class BenchmarkResult:
 
 def run_benchmark(engine: "Engine", feeds: Mapping[str, np.ndarray] | None = None, iterations: int | None = None,
                   duration: float | None = None, warmup: int = 10, seed: int = 0, reporter: "Reporter | None" = None,
-                  monitor: Any = None, device_time: bool = True) -> BenchmarkResult:
-    """Time `engine` on `feeds` (seeded random when None) for `iterations` runs or `duration` seconds."""
+                  monitor: Any = None, device_time: bool = True, mode: str | None = None,
+                  cuda_graph: bool | None = None) -> BenchmarkResult:
+    """Time `engine` on `feeds` (seeded random when None) for `iterations` runs or `duration` seconds.
+
+    mode="execute"|"enqueue" and cuda_graph=True launch a TensorRT engine's runs that way (TensorRT FAQ 8;
+    default: its build options) through its own runner, so benchmarks of one engine in other modes can run
+    at the same time; engines without launch modes refuse them."""
     if iterations is None and duration is None:
         iterations = 100
     if iterations is not None and iterations <= 0:
@@ -168,13 +173,14 @@ def run_benchmark(engine: "Engine", feeds: Mapping[str, np.ndarray] | None = Non
         raise ConfigError(f"duration must be positive seconds, got {duration}")
     if warmup < 0:
         raise ConfigError(f"warmup must be 0 or more iterations, got {warmup}")
+    launch = engine.launch_mode(mode, cuda_graph)  # ConfigError for modes the engine does not have
     feeds = engine.check_feeds(feeds) if feeds is not None else engine.random_feeds(seed)
-    run = engine.runner(feeds)
+    run = engine.runner(feeds, mode=mode, cuda_graph=cuda_graph)
     for i in range(warmup):
         run()
         if reporter and (i & 7) == 0:
             reporter.update(0, iterations, "warming up")
-    timer = engine.device_timer() if device_time else None
+    timer = engine.device_timer(mode) if device_time else None
     limit = iterations if iterations is not None else MAX_ITERATIONS
     size = min(limit, BUFFER_START)  # grown as needed: a huge iterations= allocates as it runs
     lat = np.empty(size, dtype=np.float64)
@@ -223,7 +229,7 @@ def run_benchmark(engine: "Engine", feeds: Mapping[str, np.ndarray] | None = Non
     return BenchmarkResult(engine=engine.name, batch=batch, latencies_ms=lat[:n] * 1e3, starts_s=starts[:n],
                            wall_s=wall, warmup=warmup, device_ms=None if dev is None else dev[:n],
                            config=engine.config.to_dict(), device=engine.device, utilization=util,
-                           samples=samples, stopped=stopped)
+                           samples=samples, stopped=stopped, mode=launch or "sync")
 
 
 def _grown(a: np.ndarray, size: int) -> np.ndarray:

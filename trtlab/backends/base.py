@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 import numpy as np
 
 from ..config import BuildConfig
-from ..errors import EngineClosedError
+from ..errors import ConfigError, EngineClosedError
 from ..feeds import check_feeds
 from ..model import Model, TensorInfo
 from ..precision.variant import Variant
@@ -27,9 +27,8 @@ class Engine(ABC):
 
     backend_name: str = "?"
     # capabilities (subclasses that have them say so; callers ask these, never hasattr)
-    supports_launch_modes: bool = False  # set_mode(mode, cuda_graph) chooses execute/enqueue/CUDA graph launches
+    supports_launch_modes: bool = False  # runner(feeds, mode=, cuda_graph=) picks execute/enqueue/CUDA graph
     uses_cuda_graph: bool = False  # runs need fixed device buffers (fixed_buffer_runner)
-    run_mode: str | None = None  # how runs are launched, recorded by benchmarks; None: the runner's default
 
     def __init__(self, config: BuildConfig, model: Model, variant: Variant, metadata: dict[str, Any]) -> None:
         self.config = config
@@ -66,13 +65,26 @@ class Engine(ABC):
     def run(self, feeds: Mapping[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
         """Run one inference: dict of input arrays in, dict of output arrays out. Thread-safe."""
 
-    def runner(self, feeds: Mapping[str, np.ndarray]) -> Callable[[], Any]:
-        """A zero-argument callable running one inference on prepared feeds, for timing loops."""
+    def launch_mode(self, mode: str | None = None, cuda_graph: bool | None = None) -> str | None:
+        """How runner(feeds, mode, cuda_graph) launches, as a benchmark records it; None for an engine with
+        one way to run, which refuses mode=/cuda_graph= (supports_launch_modes False)."""
+        if not self.supports_launch_modes and (mode is not None or cuda_graph is not None):
+            raise ConfigError(f"mode=/cuda_graph= apply to TensorRT engines; {self.name} runs on "
+                              f"{self.backend_name} (for ONNX Runtime CUDA graphs build with "
+                              f"cuda_options={{'enable_cuda_graph': '1'}})")
+        return None
+
+    def runner(self, feeds: Mapping[str, np.ndarray], mode: str | None = None,
+               cuda_graph: bool | None = None) -> Callable[[], Any]:
+        """A zero-argument callable running one inference on prepared feeds, for timing loops; mode= and
+        cuda_graph= choose its launch on engines with supports_launch_modes (the engine is not changed)."""
+        self.launch_mode(mode, cuda_graph)
         feeds = self.check_feeds(feeds)
         return lambda: self.run(feeds)
 
-    def device_timer(self) -> Any:
-        """An object with `start()`/`stop() -> ms` measuring device time, or None when not available."""
+    def device_timer(self, mode: str | None = None) -> Any:
+        """An object with `start()`/`stop() -> ms` measuring device time of runs launched with `mode`, or None
+        when not available."""
         return None
 
     @abstractmethod
@@ -83,11 +95,6 @@ class Engine(ABC):
     def layers(self) -> "pd.DataFrame":
         """The executed graph: one row per executed layer (fused layers as the fused node)."""
         return self.model.graph()
-
-    def set_mode(self, mode: str | None = None, cuda_graph: bool | None = None) -> None:
-        """Choose how runs are launched (engines with supports_launch_modes only)."""
-        from ..errors import ConfigError
-        raise ConfigError(f"mode=/cuda_graph= apply to TensorRT engines; {self.name} runs on {self.backend_name}")
 
     def workspace_files(self) -> dict[str, bytes]:
         """Extra files (name -> bytes, e.g. the plan) stored with the engine in the workspace; none by default."""

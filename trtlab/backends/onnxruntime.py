@@ -144,7 +144,9 @@ class OrtEngine(Engine):
         run.outputs = outputs  # type: ignore[attr-defined]
         return run
 
-    def runner(self, feeds: Mapping[str, np.ndarray]) -> Callable[[], Any]:
+    def runner(self, feeds: Mapping[str, np.ndarray], mode: str | None = None,
+               cuda_graph: bool | None = None) -> Callable[[], Any]:
+        self.launch_mode(mode, cuda_graph)  # ONNX Runtime has one launch: refuses mode=/cuda_graph=
         if self.uses_cuda_graph:
             return self.fixed_buffer_runner(feeds)
         feeds = self.check_feeds(feeds)
@@ -161,7 +163,7 @@ class OrtEngine(Engine):
         run_bound, sync = self.session.run_with_iobinding, binding.synchronize_outputs
         return lambda: (run_bound(binding), sync())
 
-    def device_timer(self) -> Any:
+    def device_timer(self, mode: str | None = None) -> Any:
         if not self.on_cuda:
             return None
         try:

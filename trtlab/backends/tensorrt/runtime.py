@@ -112,8 +112,11 @@ class TensorRTEngine(Engine):
         self.backend_name = api.family
         self.build_log = log
         self.reporter = reporter
+        # the launch run() makes (build options mode=, cuda_graph=); fixed for the engine's life: a runner
+        # given its own mode= launches that way without touching what other threads use
         self.mode, self.cuda_graph = "enqueue", False
-        self.set_mode(self.config.option("mode", "enqueue"), bool(self.config.option("cuda_graph", False)))
+        self.mode, self.cuda_graph = self._launch(self.config.option("mode", "enqueue"),
+                                                  bool(self.config.option("cuda_graph", False)))
         io = metadata.get("io", {"inputs": [], "outputs": []})
         self._inputs = [TensorInfo(t["name"], tuple(d if d >= 0 else None for d in t["shape"]), t["dtype"])
                         for t in io["inputs"]]
@@ -134,23 +137,26 @@ class TensorRTEngine(Engine):
         self.runtime_cache_dir: Path | None = None
         self.runtime_cache_path: Path | None = None
 
-    def set_mode(self, mode: str | None = None, cuda_graph: bool | None = None) -> None:
-        """Choose 'execute' (synchronous) or 'enqueue' (user stream, FAQ 8) and CUDA graph capture (enqueue only)."""
+    def _launch(self, mode: str | None = None, cuda_graph: bool | None = None) -> tuple[str, bool]:
+        """(mode, cuda_graph) with None meaning the engine's own (mode="execute" alone means no graph: graphs
+        are captured from a stream); refuses what TensorRT cannot do."""
         mode = self.mode if mode is None else str(mode)
-        graph = self.cuda_graph if cuda_graph is None else bool(cuda_graph)
+        graph = (self.cuda_graph and mode == "enqueue") if cuda_graph is None else bool(cuda_graph)
         if mode not in MODES:
             raise ConfigError(f"mode must be one of {MODES} (TensorRT FAQ 8), got {mode!r}")
         if graph and mode != "enqueue":
             raise ConfigError("cuda_graph=True needs mode='enqueue': a CUDA graph is captured from a stream")
-        if (mode, graph) != (self.mode, self.cuda_graph):
-            for c in getattr(self, "_contexts", []):
-                c.drop_graph()
-        self.mode, self.cuda_graph = mode, graph
+        return mode, graph
+
+    def launch_mode(self, mode: str | None = None, cuda_graph: bool | None = None) -> str:
+        """'execute', 'enqueue' or 'enqueue+cuda_graph': how runner(feeds, mode, cuda_graph) launches."""
+        mode, graph = self._launch(mode, cuda_graph)
+        return mode + ("+cuda_graph" if graph else "")
 
     @property
     def run_mode(self) -> str:
-        """'execute', 'enqueue' or 'enqueue+cuda_graph' (what a benchmark records as its mode)."""
-        return self.mode + ("+cuda_graph" if self.cuda_graph else "")
+        """How run() and a runner without mode= launch (what a benchmark records as its mode)."""
+        return self.launch_mode()
 
     @classmethod
     def from_plan(cls, api: "TrtApi", plan: bytes, metadata: dict[str, Any], **kw: Any) -> "TensorRTEngine":
@@ -270,13 +276,13 @@ class TensorRTEngine(Engine):
         names = [eng.get_tensor_name(i) for i in range(eng.num_io_tensors)]
         return [c.buffers[n].ptr for n in names]
 
-    def _execute(self, c: _Context) -> None:
+    def _execute(self, c: _Context, mode: str, cuda_graph: bool) -> None:
         """One inference on prepared buffers: execute (synchronous) or enqueue on the stream (FAQ 8)."""
-        if self.mode == "execute":
+        if mode == "execute":
             if not c.ctx.execute_v2(self._bindings(c)):
                 raise PlanError(f"{self.name}: execute_v2 failed (see the session log)")
             return
-        if self.cuda_graph:
+        if cuda_graph:
             self._launch_graph(c)
         elif not c.ctx.execute_async_v3(int(c.stream)):
             raise PlanError(f"{self.name}: execute_async_v3 failed (see the session log)")
@@ -306,7 +312,7 @@ class TensorRTEngine(Engine):
         c = self._context()
         stream = self.mode == "enqueue"
         self._prepare(c, feeds, stream)
-        self._execute(c)
+        self._execute(c, self.mode, self.cuda_graph)
         wanted = outputs or [t.name for t in self._outputs]
         unknown = sorted(set(wanted) - {t.name for t in self._outputs})
         if unknown:
@@ -323,21 +329,26 @@ class TensorRTEngine(Engine):
             c.stream.synchronize()
         return result
 
-    def runner(self, feeds: Mapping[str, np.ndarray]) -> Callable[[], Any]:
-        """Inputs uploaded once; each call runs compute only and waits for it (trtexec --noDataTransfers)."""
+    def runner(self, feeds: Mapping[str, np.ndarray], mode: str | None = None,
+               cuda_graph: bool | None = None) -> Callable[[], Any]:
+        """Inputs uploaded once; each call runs compute only and waits for it (trtexec --noDataTransfers).
+        mode=/cuda_graph= launch this runner's inferences that way (default: the engine's build options);
+        the engine itself is not changed, so runners of different modes can run at once in other threads."""
+        mode, graph = self._launch(mode, cuda_graph)
         feeds = self.check_feeds(feeds)
         c = self._context()
         self._prepare(c, feeds, stream=False)
 
         def once() -> None:
-            self._execute(c)
-            if self.mode == "enqueue":
+            self._execute(c, mode, graph)
+            if mode == "enqueue":
                 c.stream.synchronize()
         return once
 
-    def device_timer(self) -> Any:
-        """CUDA-event timer on this thread's stream (enqueue mode only; execute uses TensorRT's own stream)."""
-        if self.mode != "enqueue":
+    def device_timer(self, mode: str | None = None) -> Any:
+        """CUDA-event timer on this thread's stream for runs launched with `mode` (enqueue only; execute uses
+        TensorRT's own stream)."""
+        if self._launch(mode)[0] != "enqueue":
             return None
         c = self._context()
         if c.timer is None:
