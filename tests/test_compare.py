@@ -18,7 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 import trtlab
 import trtlab.zoo as zoo
 from trtlab.analysis.compare import ComparisonResult, TensorStats, stats_frame
-from trtlab.errors import ConfigError, InputError, PrecisionNotSupportedError
+from trtlab.errors import CancelledError, ConfigError, InputError, PrecisionNotSupportedError
 
 from conftest import conv_model
 
@@ -381,3 +381,52 @@ def test_candidate_lacking_a_reference_tensor_is_a_named_error():
     feeds = {"x": np.array([[1.0, -2.0, 3.0, -4.0]], np.float32)}
     with pytest.raises(CompareError, match=r"the candidate produces no tensor 't1' that the reference has"):
         compare_streaming(ref, cand, ["t0", "t1"], [feeds], 1)
+
+
+def test_find_fp32_layers_stopped_after_k_steps_resumes_without_building_them_again(tmp_path):
+    def counted(session):
+        builds = []
+        real = session.backend.build
+
+        def build(*args, **kwargs):  # the real build, counted
+            builds.append(1)
+            return real(*args, **kwargs)
+        session.backend.build = build
+        return builds
+    args = dict(tolerance=1e-5, data=1, batch=4)
+    full_s = trtlab.Session(zoo.mlp(), workspace=tmp_path / "other")
+    full_builds = counted(full_s)
+    full = full_s.find_fp32_layers("fp16", **args)  # uninterrupted, for reference
+    n = len(full.steps)
+    assert n > 5 and len(full_builds) == 1 + n + 2  # FP32 reference, one per step, the ranking comparison
+
+    s = trtlab.Session(zoo.mlp(), workspace=tmp_path / "ws")
+    k = 4
+
+    def stop_after_k(kind, p):
+        if kind == "progress" and p.job == job.id and p.total == 24 and p.done == k:
+            job.cancel()  # the 4th step was measured (and stored); stop here
+    s.events.subscribe(stop_after_k)
+    job = s.find_fp32_layers("fp16", background=True, **args)
+    with pytest.raises(CancelledError):
+        job.result(timeout=120)
+    stored = (tmp_path / "ws").rglob("trials.jsonl")
+    lines = [json.loads(line) for line in next(stored).read_text().splitlines()]
+    assert [r["record"] for r in lines] == ["step", "ranking"] + ["step"] * (k - 1)
+
+    s2 = trtlab.Session(zoo.mlp(), workspace=tmp_path / "ws")  # a new kernel
+    builds = counted(s2)
+    r = s2.find_fp32_layers("fp16", resume=True, **args)
+    assert len(builds) == 1 + (n - k)  # the reference and the steps not stored; no comparison again
+    assert r.steps["resumed"].tolist() == [True] * k + [False] * (n - k)
+    assert r.pins == full.pins and r.met and r.ranking == full.ranking
+    assert r.steps["rel_rms_err"].iloc[:k].tolist() == [x["rel_rms_err"] for x in lines if x["record"] == "step"]
+    assert r.steps["pinned"].tolist() == full.steps["pinned"].tolist()
+    np.testing.assert_allclose(r.steps["rel_rms_err"], full.steps["rel_rms_err"], rtol=1e-6, atol=0)
+    # a finished search resumed again builds nothing; other settings start afresh
+    s3 = trtlab.Session(zoo.mlp(), workspace=tmp_path / "ws")
+    b3 = counted(s3)
+    assert s3.find_fp32_layers("fp16", resume=True, **args).pins == full.pins and b3 == []
+    b4 = counted(s3)
+    s3.find_fp32_layers("fp16", resume=True, **{**args, "tolerance": 1e-4})
+    assert len(b4) > 0

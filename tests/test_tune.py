@@ -1,10 +1,12 @@
 """Tune: the search space from backend options, the greedy budgeted search, and a real run on the zoo MLP."""
 from __future__ import annotations
 
+import json
 import math
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from trtlab import zoo
@@ -150,3 +152,76 @@ def test_session_tune_on_zoo_mlp(tmp_path):
         "(default)", 4).astype(float)).to_numpy())
     stored = s.results("tune")
     assert len(stored) == 1 and not math.isnan(s.load_result(stored["id"].iloc[0])["ratio"])
+
+
+def test_an_interrupted_search_resumes_from_its_store_without_running_those_trials_again(tmp_path):
+    from trtlab.analysis.trials import TrialStore
+    from trtlab.workspace import Workspace
+    space = {"precision": ["fp16", "bf16"], "graph_optimization": ["basic", "disable"], "threads": [1, 2]}
+    table = {("precision", "fp16"): 2.0, ("graph_optimization", "basic"): 0.5,
+             ("graph_optimization", "disable"): 1.1, ("threads", 2): 1.2}
+    full_trial, full_calls = scored(table)  # the uninterrupted search, for reference
+    full = run_tune(space, full_trial, Reporter("tune"), budget_s=1e6, confirm=False)
+
+    ws = Workspace(tmp_path, "model")
+    store = TrialStore(ws, "tunes", "tune", {"space": space})
+    assert store.start(resume=True) == []
+    trial, calls = scored(table)
+    k = 4  # the 5th trial is interrupted (a crash, a cancel)
+
+    def stopping(params, reporter):
+        if len(calls) == k:
+            raise CancelledError("tune was cancelled")
+        return trial(params, reporter)
+    with pytest.raises(CancelledError):
+        run_tune(space, stopping, Reporter("tune"), budget_s=1e6, confirm=False, on_trial=store.append)
+    assert len(store.trials_path.read_text().splitlines()) == k  # each trial stored as it finished
+
+    again = TrialStore(Workspace(tmp_path, "model"), "tunes", "tune", {"space": space})  # a new kernel
+    stored = again.start(resume=True)
+    assert len(stored) == k and stored[2]["status"] == "error" and stored[2]["score"] is None  # strict JSON
+    trial2, calls2 = scored(table)
+    res = run_tune(space, trial2, Reporter("tune"), budget_s=1e6, confirm=False, on_trial=again.append,
+                   stored=stored)
+    assert calls2 == full_calls[k:]  # the k stored trials were not run again
+    f, ref = res.to_frame(), full.to_frame()
+    assert f["resumed"].tolist() == [True] * k + [False] * (len(ref) - k)
+    cols = ["trial", "phase", "precision", "graph_optimization", "threads", "status", "samples_per_s"]
+    pd.testing.assert_frame_equal(f[cols], ref[cols])
+    assert res.best_params == full.best_params == {"precision": "fp16", "graph_optimization": "disable",
+                                                   "threads": 2}
+    assert len(again.load()) == len(ref)  # the store now holds the whole search
+    # other settings are another store: nothing to resume there
+    assert TrialStore(ws, "tunes", "tune", {"space": {"threads": [1, 2]}}).start(resume=True) == []
+
+
+def test_session_tune_stopped_after_k_trials_resumes_in_a_new_session(tmp_path):
+    args = dict(budget_s=60, trial_s=0.05, warmup=1, confirm=False, include=["precision", "graph_optimization"],
+                precisions=["fp32", "fp16"])  # ORT's CPU provider has no bf16 kernels: every trial benchmarks
+    s = Session(zoo.mlp(), workspace=tmp_path / "ws")
+    trials_run = []
+
+    def watch(kind, p):  # run_benchmark reports "warming up" once per benchmark; "trial n:" starts trial n
+        if kind == "progress" and p.message == "warming up":
+            trials_run.append(p.task)
+        if kind == "progress" and p.message.startswith("trial 3:"):
+            job.cancel()  # trials 0, 1, 2 have finished
+    s.events.subscribe(watch)
+    job = s.tune(background=True, **args)
+    with pytest.raises(CancelledError):
+        job.result(timeout=120)
+    assert len(trials_run) == 3 and s.results("tune").empty
+    first = [json.loads(line) for line in next((tmp_path / "ws").rglob("trials.jsonl")).read_text().splitlines()]
+    assert [t["trial"] for t in first] == [0, 1, 2]
+
+    s2 = Session(zoo.mlp(), workspace=tmp_path / "ws")
+    trials_run.clear()
+    s2.events.subscribe(lambda kind, p: trials_run.append(p.task)
+                        if kind == "progress" and p.message == "warming up" else None)
+    res = s2.tune(resume=True, **args)
+    f = res.to_frame()
+    assert len(f) == 1 + 1 + 4 and len(trials_run) == len(f) - 3  # only the trials not stored ran
+    assert f["resumed"].tolist() == [True] * 3 + [False] * 3 and set(f["status"]) == {"ok"}
+    # the stored trials are in the result as measured then (a re-run would time differently)
+    assert f["samples_per_s"].iloc[:3].tolist() == [t["samples_per_s"] for t in first]
+    assert s2.results("tune")["id"].size == 1

@@ -218,16 +218,44 @@ def fp16_range_report(session: "Session", data: Any, batch: int | None, outputs:
 
 def find_fp32_layers(session: "Session", candidate: str, tolerance: float, data: Any, batch: int | None,
                      metric: str, max_steps: int, seed: int, calibration: Any, dims: Mapping[str, int] | None,
-                     background: bool):
-    """The smallest set of nodes to pin to FP32 for `metric` <= tolerance; saved when found."""
+                     resume: bool, background: bool):
+    """The smallest set of nodes to pin to FP32 for `metric` <= tolerance; each step stored as it is measured
+    and, with resume, taken from the store when an earlier search of the same data and settings measured it."""
     from .analysis.find_fp32 import find_fp32_layers as _find
+    from .analysis.trials import TrialStore
 
     def work(rep: Reporter):
-        result = _find(session, candidate, tolerance, data, batch, metric, max_steps, seed, calibration, rep, dims)
+        batches = list(lab_batches(session, data, batch, seed, dims)[0])
+        if not batches:
+            from .errors import InputError
+            raise InputError("no batches: the data iterable yielded nothing")
+        cand = session.make_config(candidate, batch=batch or batch_of(batches[0]), dims=dims,
+                                   calibration=calibration)
+        store = TrialStore(session.workspace, "find_fp32", "find-fp32", {
+            "candidate": cand.to_dict(), "tolerance": tolerance, "metric": metric, "max_steps": max_steps,
+            "data": batches_digest(batches)})
+        stored = store.start(resume)
+        if stored:
+            rep.write("info", f"find_fp32_layers resumes {store.id}: {len(stored)} record(s) in {store.folder}",
+                      "precision")
+        result = _find(session, candidate, tolerance, batches, batch, metric, max_steps, seed, calibration, rep,
+                       dims, on_step=store.append, stored=stored)
         session.workspace.save_result("find_fp32_layers", result.to_dict(), result.steps, result=result)
         rep.write("info", repr(result), "precision")
         return result
     return session._run("find fp32 layers", work, background)
+
+
+def batches_digest(batches: list[Mapping[str, np.ndarray]]) -> str:
+    """sha256 over every batch's input names, dtypes, shapes and bytes: the same data, the same digest."""
+    import hashlib
+    h = hashlib.sha256()
+    for feeds in batches:
+        for name in sorted(feeds):
+            arr = np.ascontiguousarray(feeds[name])
+            h.update(f"{name}|{arr.dtype.str}|{arr.shape}|".encode())
+            h.update(arr.tobytes())
+    return h.hexdigest()
 
 
 def evaluate(session: "Session", data: Any, labels: Any, metric: Any, precisions: Iterable[Any], output: str | None,

@@ -252,11 +252,14 @@ class Session:
 
     def find_fp32_layers(self, candidate: str = "fp16", tolerance: float = 1e-2, data: Any = None,
                          batch: int | None = None, metric: str = "rel_rms_err", max_steps: int = 24, seed: int = 0,
-                         calibration: Any = None, dims: Mapping[str, int] | None = None, background: bool = False):
+                         calibration: Any = None, dims: Mapping[str, int] | None = None, resume: bool = False,
+                         background: bool = False):
         """Smallest set of nodes to pin to FP32 so the final outputs' `metric` <= tolerance: candidates ranked by a
-        layer-wise comparison, then bisection over that ranking; every step tried is in `.steps`."""
+        layer-wise comparison, then bisection over that ranking; every step tried is in `.steps`.
+        Each step is stored in the workspace as it is measured (find_fp32/<id>/trials.jsonl); resume=True takes
+        the steps an earlier search with the same data and settings stored instead of building them again."""
         return lab.find_fp32_layers(self, candidate, tolerance, data, batch, metric, max_steps, seed, calibration,
-                                    dims, background)
+                                    dims, resume, background)
 
     def evaluate(self, data: Any, labels: Any, metric: Any = "top1", precisions: Iterable[Any] = ("fp32", "fp16"),
                  output: str | None = None, background: bool = False, **build_args: Any):
@@ -309,12 +312,15 @@ class Session:
     def tune(self, objective: str = "throughput", budget_s: float = 120.0, batch: int | Iterable[int] | None = None,
              include: Iterable[str] | None = None, exclude: Iterable[str] = (), trial_s: float | None = None,
              warmup: int = 5, concurrency: int = 1, confirm: bool = True, keep_engines: bool = False,
-             precisions: Iterable[str] | None = None, background: bool = False, **build_args: Any):
+             precisions: Iterable[str] | None = None, resume: bool = False, background: bool = False,
+             **build_args: Any):
         """Search precision, batch (when a list) and the backend's options within `budget_s` seconds; every
         trial is in `.to_frame()`, the best against the default in `.ratio`. Written to the workspace.
-        precisions limits the precisions tried (default: fp32, fp16, bf16 where the backend has them)."""
+        precisions limits the precisions tried (default: fp32, fp16, bf16 where the backend has them).
+        Each trial is stored in the workspace as it finishes (tunes/<id>/trials.jsonl); resume=True takes the
+        trials stored by an earlier tune with the same search space and settings instead of running them again."""
         return tuning.tune(self, objective, budget_s, batch, include, exclude, trial_s, warmup, concurrency, confirm,
-                           keep_engines, precisions, background, **build_args)
+                           keep_engines, precisions, resume, background, **build_args)
 
     # ---- UI and report -------------------------------------------------------------------
     def panel(self, monitor: bool = True, monitor_interval: float = 0.25) -> Any:

@@ -97,8 +97,12 @@ def check_thread_safety(session: "Session", engine: "EngineSpec", threads: int, 
 
 def tune(session: "Session", objective: str, budget_s: float, batch: int | Iterable[int] | None,
          include: Iterable[str] | None, exclude: Iterable[str], trial_s: float | None, warmup: int, concurrency: int,
-         confirm: bool, keep_engines: bool, precisions: Iterable[str] | None, background: bool, **build_args: Any):
-    """Search precision, batch and the backend's options within `budget_s` seconds (see Session.tune)."""
+         confirm: bool, keep_engines: bool, precisions: Iterable[str] | None, resume: bool, background: bool,
+         **build_args: Any):
+    """Search precision, batch and the backend's options within `budget_s` seconds, each trial stored as it
+    finishes and, with resume, taken from the store when an earlier tune of the same settings measured it
+    (see Session.tune)."""
+    from .analysis.trials import TrialStore
     from .analysis.tune import make_trial, run_tune, search_space
     batches = [batch] if isinstance(batch, int) or batch is None else [int(b) for b in batch]
     trial_s = trial_s if trial_s is not None else max(0.3, min(3.0, budget_s / 40))
@@ -125,7 +129,15 @@ def tune(session: "Session", objective: str, budget_s: float, batch: int | Itera
         trial = make_trial(build, {**base, "batch": batches[0]}, None, trial_s, warmup, concurrency,
                            release=release)
         default = {"batch": batches[0]} if len(batches) > 1 else None
-        result = run_tune(space, trial, rep, objective, budget_s, default=default, confirm=confirm)
+        store = TrialStore(session.workspace, "tunes", "tune", {
+            "backend": backend.name, "objective": objective, "space": space, "base": base, "batch": batches[0],
+            "trial_s": trial_s, "warmup": warmup, "concurrency": concurrency, "confirm": confirm,
+            "default": default})
+        stored = store.start(resume)
+        if stored:
+            rep.write("info", f"tune resumes {store.id}: {len(stored)} trial(s) stored in {store.folder}", "tune")
+        result = run_tune(space, trial, rep, objective, budget_s, default=default, confirm=confirm,
+                          on_trial=store.append, stored=stored)
         session.workspace.save_result("tune", result.to_dict(), result.to_frame(), result=result)
         return result
     return session._run("tune", work, background)

@@ -5,13 +5,15 @@
 2. Bisection over that ranking (like Polygraphy's `debug precision`): pin the first k ranked nodes, build,
    check the final outputs; find the smallest passing k (assumes more pins never hurt).
 3. Try dropping each chosen pin once (most recent first) while the budget of steps lasts, to shrink the set.
-Every engine built is recorded as a step (pins, metric, pass/fail).
+Every engine built is recorded as a step (pins, metric, pass/fail), passed to `on_step` as it is measured
+(and the ranking once made), so a search that stops loses nothing; given those records back as `stored`, a
+search takes each pin set measured before (and the ranking) from them instead of building it again.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -64,12 +66,12 @@ def error_gain_ranking(frame: Any, model: Any) -> list[str]:
 
 
 def find_fp32_layers(session: Any, candidate: str, tolerance: float, data: Any, batch: int | None, metric: str,
-                     max_steps: int, seed: int, calibration: Any, reporter: Any,
-                     dims: Any = None) -> FindResult:
+                     max_steps: int, seed: int, calibration: Any, reporter: Any, dims: Any = None,
+                     on_step: Callable[[dict[str, Any]], None] | None = None,
+                     stored: Iterable[Mapping[str, Any]] = ()) -> FindResult:
     """See the module docstring; `session` is a trtlab Session."""
     import pandas as pd
 
-    from ..backends.base import Variant  # noqa: F401  (backends build the variants below)
     if metric not in ("rel_rms_err", "max_abs_err", "mean_rel_err"):
         raise ConfigError(f"metric {metric!r}: use 'rel_rms_err', 'max_abs_err' or 'mean_rel_err'")
     if not tolerance > 0:
@@ -80,6 +82,14 @@ def find_fp32_layers(session: Any, candidate: str, tolerance: float, data: Any, 
     outputs = [o.name for o in session.model.outputs]
     base = {"batch": b, "calibration": calibration, "dims": dims}
     quiet = reporter.child("find", events=False)
+    measured: dict[tuple[str, ...], float] = {}
+    stored_ranking = None
+    for rec in stored:
+        if rec.get("record") == "step" and isinstance(rec.get("pinned"), list):
+            value = rec.get(metric)
+            measured[tuple(rec["pinned"])] = math.inf if value is None else float(value)  # null: not finite
+        elif rec.get("record") == "ranking" and isinstance(rec.get("ranking"), list):
+            stored_ranking = [str(n) for n in rec["ranking"]]
 
     def run(spec: dict[str, Any]) -> list[dict[str, np.ndarray]]:
         config, variant = session._lab_variant(spec, reporter)
@@ -89,20 +99,30 @@ def find_fp32_layers(session: Any, candidate: str, tolerance: float, data: Any, 
         finally:
             engine.close()
 
-    reference = run({"precision": "fp32", "batch": b, "dims": dims})
+    reference: list[dict[str, np.ndarray]] = []  # FP32 outputs, run once the first step needs them
     steps: list[dict[str, Any]] = []
 
     def score(pins: list[str], phase: str) -> float:
-        got = run({**base, "precision": candidate, "fp32_layers": pins})
-        worst = 0.0
-        for name in outputs:
-            st = TensorStats(name)
-            for r, c in zip(reference, got):
-                st.update(r[name], c[name])
-            worst = max(worst, float(st.row()[metric]))
-        steps.append({"step": len(steps), "phase": phase, "pins": len(pins), "pinned": list(pins),
-                      metric: worst, "passed": worst <= tolerance})
-        reporter.update(len(steps), max_steps, f"{phase}: {len(pins)} pins -> {metric} {worst:.3g}")
+        resumed = tuple(pins) in measured
+        if resumed:
+            worst = measured[tuple(pins)]
+        else:
+            if not reference:
+                reference.extend(run({"precision": "fp32", "batch": b, "dims": dims}))
+            got = run({**base, "precision": candidate, "fp32_layers": pins})
+            worst = 0.0
+            for name in outputs:
+                st = TensorStats(name)
+                for r, c in zip(reference, got):
+                    st.update(r[name], c[name])
+                worst = max(worst, float(st.row()[metric]))
+        row = {"step": len(steps), "phase": phase, "pins": len(pins), "pinned": list(pins), metric: worst,
+               "passed": worst <= tolerance, "resumed": resumed}
+        steps.append(row)
+        if on_step is not None and not resumed:
+            on_step({"record": "step", **row})
+        reporter.update(len(steps), max_steps, f"{phase}: {len(pins)} pins -> {metric} {worst:.3g}"
+                        + (" (stored)" if resumed else ""))
         return worst
 
     baseline = score([], "unpinned")
@@ -110,9 +130,14 @@ def find_fp32_layers(session: Any, candidate: str, tolerance: float, data: Any, 
     ranking: list[str] = []
     final = baseline
     if baseline > tolerance:
-        comp = session.compare("fp32", {**base, "precision": candidate}, outputs="all", data=batches, batch=b,
-                               dims=dims)
-        ranking = error_gain_ranking(comp.frame, session.model)
+        if stored_ranking is not None:
+            ranking = stored_ranking
+        else:
+            comp = session.compare("fp32", {**base, "precision": candidate}, outputs="all", data=batches, batch=b,
+                                   dims=dims)
+            ranking = error_gain_ranking(comp.frame, session.model)
+            if on_step is not None:
+                on_step({"record": "ranking", "ranking": ranking})
         lo, hi = 0, len(ranking)
         hi_score = score(ranking, "all ranked pinned")
         if hi_score > tolerance:
@@ -133,6 +158,6 @@ def find_fp32_layers(session: Any, candidate: str, tolerance: float, data: Any, 
                 s = score(trial, "prune")
                 if s <= tolerance:
                     pins, final = trial, s
-    frame = pd.DataFrame(steps, columns=["step", "phase", "pins", "pinned", metric, "passed"])
+    frame = pd.DataFrame(steps, columns=["step", "phase", "pins", "pinned", metric, "passed", "resumed"])
     return FindResult(pins=pins, met=final <= tolerance, tolerance=tolerance, metric=metric, baseline=baseline,
                       final=final, steps=frame, ranking=ranking)

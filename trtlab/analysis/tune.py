@@ -200,10 +200,13 @@ Trialer = Callable[[Mapping[str, Any], "Reporter"], Any]  # params -> BenchmarkR
 def run_tune(space: Mapping[str, Sequence[Any]], trial: Trialer, reporter: "Reporter",
              objective: str = "throughput", budget_s: float = 120.0, default: Mapping[str, Any] | None = None,
              confirm: bool = True, min_gain: float = 0.0,
-             on_trial: Callable[[dict[str, Any]], None] | None = None) -> TuneResult:
+             on_trial: Callable[[dict[str, Any]], None] | None = None,
+             stored: Iterable[Mapping[str, Any]] = ()) -> TuneResult:
     """Greedy coordinate search over `space` within `budget_s` seconds; `trial(params, reporter)` builds and
     benchmarks one configuration (a TrtlabError marks the trial failed). A change is kept when its score beats
-    the best by more than `min_gain` (relative)."""
+    the best by more than `min_gain` (relative). `on_trial(row)` is called as each trial finishes (to store it);
+    `stored` are rows of an earlier run with the same space and settings: a trial found there is taken from it
+    (marked resumed) instead of run again, so a resumed search retraces the stopped one, then goes on."""
     if objective not in OBJECTIVES:
         raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     if budget_s <= 0:
@@ -220,9 +223,26 @@ def run_tune(space: Mapping[str, Sequence[Any]], trial: Trialer, reporter: "Repo
     def elapsed() -> float:
         return time.perf_counter() - t_start
 
-    def run_one(params: Mapping[str, Any], phase: str) -> dict[str, Any]:
+    earlier: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for rec in stored:
+        earlier.setdefault((str(rec.get("phase")), params_key({d: rec.get(d) for d in dims})), []).append(dict(rec))
+
+    def known(params: Mapping[str, Any], phase: str) -> bool:
+        return bool(earlier.get((phase, params_key({d: params.get(d) for d in dims}))))
+
+    def run_one(params: Mapping[str, Any], phase: str, reuse: bool = True) -> dict[str, Any]:
+        key = (phase, params_key({d: params.get(d) for d in dims}))
+        if reuse and earlier.get(key):
+            row = earlier[key].pop(0)
+            row.update({"trial": len(trials), "resumed": True})
+            if row.get("status") != "ok" or row.get("score") is None:
+                row["score"] = -math.inf  # stored as null: strict JSON has no infinity
+            durations.append(float(row.get("seconds") or 0.0))
+            trials.append(row)
+            return row
         t0 = time.perf_counter()
-        row: dict[str, Any] = {"trial": len(trials), "phase": phase, **{d: params.get(d) for d in dims}}
+        row: dict[str, Any] = {"trial": len(trials), "phase": phase, **{d: params.get(d) for d in dims},
+                               "resumed": False}
         try:
             res = trial(params, reporter)
             s = res.summary()
@@ -252,11 +272,11 @@ def run_tune(space: Mapping[str, Sequence[Any]], trial: Trialer, reporter: "Repo
         for value in space[d]:
             if value == current.get(d):
                 continue
+            params = {**current, d: value}
             est = max(durations) if len(durations) < 3 else sorted(durations)[len(durations) // 2]
-            if elapsed() + est + reserve > budget_s:
+            if not known(params, "search") and elapsed() + est + reserve > budget_s:
                 stopped = f"time budget {budget_s:g} s reached after {len(trials)} trials"
                 break
-            params = {**current, d: value}
             reporter.update(done, plan + 1, f"trial {done}: {_label(params)}")
             row = run_one(params, "search")
             done += 1
@@ -271,8 +291,10 @@ def run_tune(space: Mapping[str, Sequence[Any]], trial: Trialer, reporter: "Repo
                                                   for k, v in result.best_params.items()):
         if elapsed() + 2 * (sum(durations) / len(durations)) <= budget_s * 1.1:
             reporter.update(plan, plan + 1, "confirming best against default")
-            a = run_one(dict(default or {d: None for d in dims}), "confirm-default")
-            b = run_one(result.best_params, "confirm-best")
+            pair = dict(default or {d: None for d in dims}), result.best_params
+            both = known(pair[0], "confirm-default") and known(pair[1], "confirm-best")  # else time both again
+            a = run_one(pair[0], "confirm-default", reuse=both)
+            b = run_one(pair[1], "confirm-best", reuse=both)
             if a["status"] == b["status"] == "ok":
                 ratio = b["score"] / a["score"] if objective == "throughput" else a["score"] / b["score"]
                 result.confirmation = {"default": a["samples_per_s"] if objective == "throughput"
