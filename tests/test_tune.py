@@ -225,3 +225,22 @@ def test_session_tune_stopped_after_k_trials_resumes_in_a_new_session(tmp_path):
     # the stored trials are in the result as measured then (a re-run would time differently)
     assert f["samples_per_s"].iloc[:3].tolist() == [t["samples_per_s"] for t in first]
     assert s2.results("tune")["id"].size == 1
+
+
+def test_a_link_planted_as_the_trial_store_is_neither_read_nor_written(tmp_path):
+    from trtlab.analysis.trials import TrialStore
+    from trtlab.workspace import Workspace
+    ws = Workspace(tmp_path / "ws", "model")
+    store = TrialStore(ws, "tunes", "tune", {"space": {}})
+    store.folder.mkdir(parents=True)
+    outside = tmp_path / "outside.jsonl"
+    outside.write_text('{"trial": 0, "phase": "search", "status": "ok", "score": 1e9}\n')
+    store.trials_path.symlink_to(outside)
+    with pytest.warns(UserWarning, match="symbolic link"):
+        assert store.start(resume=True) == []
+    trial, calls = scored({})
+    with pytest.warns(UserWarning, match="cannot be stored .* memory only"):
+        res = run_tune({"threads": [1, 2]}, trial, Reporter("tune"), budget_s=1e6, confirm=False,
+                       on_trial=store.append)
+    assert len(calls) == 3 and len(res.trials) == 3 and store.unsaved == 3
+    assert outside.read_text().count("\n") == 1  # nothing appended outside the workspace

@@ -30,6 +30,7 @@ class TrialStore:
         self.settings = dict(settings)
         self.id = settings_id(kind, self.settings)
         self.folder = workspace.path / folder / self.id
+        self.unsaved = 0  # trials that could not be stored
 
     @property
     def trials_path(self) -> Path:
@@ -73,6 +74,14 @@ class TrialStore:
         return out
 
     def append(self, record: Mapping[str, Any]) -> None:
-        """Store one finished trial durably, as strict JSON (NaN and infinities as null)."""
+        """Store one finished trial durably, as strict JSON (NaN and infinities as null). A trial that cannot be
+        stored (a full disk, a link planted in the workspace) is kept in memory: the search goes on, warned once."""
+        from ..errors import WorkspaceError
         from ..workspace import dumps
-        self.workspace.append_line(self.trials_path, dumps(dict(record), indent=None))
+        try:
+            self.workspace.append_line(self.trials_path, dumps(dict(record), indent=None))
+        except (OSError, WorkspaceError) as exc:
+            if not self.unsaved:
+                warnings.warn(f"trials cannot be stored in {self.trials_path} ({exc}); this search keeps them in "
+                              f"memory only and cannot be resumed", stacklevel=2)
+            self.unsaved += 1
