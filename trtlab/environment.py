@@ -103,8 +103,8 @@ class EnvironmentReport(dict):
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        from html import escape
-        return "<pre>" + escape(str(self)) + "</pre>"
+        from .markup import esc
+        return "<pre>" + esc(str(self)) + "</pre>"
 
 
 def environment() -> EnvironmentReport:

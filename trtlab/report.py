@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import html
 import json
 import math
 import warnings
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import pandas as pd
 
 from .hooks import register
+from .markup import esc, plot_text
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -53,12 +53,12 @@ class ReportBuilder:
     def html(self) -> str:
         """The whole page."""
         from plotly.offline import get_plotlyjs
-        nav = " ".join(f'<a href="#{a}">{html.escape(h)}</a>' for a, h, _ in self.sections)
-        body = "".join(f'<h2 id="{a}">{html.escape(h)}</h2>' + "".join(p) for a, h, p in self.sections)
+        nav = " ".join(f'<a href="#{a}">{esc(h)}</a>' for a, h, _ in self.sections)
+        body = "".join(f'<h2 id="{a}">{esc(h)}</h2>' + "".join(p) for a, h, p in self.sections)
         stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
-        return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
+        return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(self.title)}</title>"
                 f"<style>{_CSS}</style><script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
-                f"<h1>{html.escape(self.title)}</h1><p class='muted'>written by trtlab on {stamp}</p>"
+                f"<h1>{esc(self.title)}</h1><p class='muted'>written by trtlab on {stamp}</p>"
                 f"<nav>{nav}</nav>{body}</body></html>")
 
 
@@ -113,8 +113,8 @@ def _guard(parts: list[str], what: str, fn: Any) -> None:
     try:
         parts.append(fn())
     except Exception as exc:
-        parts.append(f"<p class='muted'>{html.escape(what)}: not drawn ({html.escape(type(exc).__name__)}: "
-                     f"{html.escape(str(exc))})</p>")
+        parts.append(f"<p class='muted'>{esc(what)}: not drawn ({esc(type(exc).__name__)}: "
+                     f"{esc(str(exc))})</p>")
 
 
 def write_report(session: "Session", path: str | Path = "report.html", title: str | None = None,
@@ -131,7 +131,7 @@ def write_report(session: "Session", path: str | Path = "report.html", title: st
         by_kind.setdefault(str(rec.get("kind")), []).append(rec)
 
     env = rb.section("environment", "Environment")
-    _guard(env, "environment", lambda: f"<pre>{html.escape(str(session.info()))}</pre>")
+    _guard(env, "environment", lambda: f"<pre>{esc(str(session.info()))}</pre>")
 
     eng = rb.section("engines", "Engines")
     _guard(eng, "engines", lambda: table(session.engines()))
@@ -141,12 +141,12 @@ def write_report(session: "Session", path: str | Path = "report.html", title: st
     if results:
         bench.append(table(pd.DataFrame([{"id": r["id"], **b.summary()} for r, b in results])))
         for rec, b in results[-MAX_PER_SECTION:]:
-            bench.append(f"<h3>{html.escape(b.engine)} <span class='muted'>{html.escape(rec['id'])}</span></h3>"
-                         f"<pre>{html.escape(str(b))}</pre>")
+            bench.append(f"<h3>{esc(b.engine)} <span class='muted'>{esc(rec['id'])}</span></h3>"
+                         f"<pre>{esc(str(b))}</pre>")
             _guard(bench, "latency histogram", lambda b=b: rb.figure(plots.latency_histogram(
-                b.to_frame(), title=f"{b.engine}: latency distribution")))
+                b.to_frame(), title=f"{plot_text(b.engine)}: latency distribution")))
             _guard(bench, "latency timeline", lambda b=b: rb.figure(plots.latency_timeline(
-                b.to_frame(), title=f"{b.engine}: latency over the run")))
+                b.to_frame(), title=f"{plot_text(b.engine)}: latency over the run")))
     else:
         bench.append("<p class='muted'>no benchmarks in this workspace yet (Session.benchmark)</p>")
 
@@ -160,9 +160,9 @@ def write_report(session: "Session", path: str | Path = "report.html", title: st
             latest[p.engine] = p
         for p in list(latest.values())[-MAX_PER_SECTION:]:
             _guard(layers, "layer timings", lambda p=p: rb.figure(plots.layer_timings(
-                p.frame, top=25, title=f"{p.engine}: per-layer time (top 25 of {len(p.frame)})")))
+                p.frame, top=25, title=f"{plot_text(p.engine)}: per-layer time (top 25 of {len(p.frame)})")))
             _guard(layers, "op types", lambda p=p: rb.figure(plots.op_type_breakdown(
-                p.by_op_type(), title=f"{p.engine}: time by op type")))
+                p.by_op_type(), title=f"{plot_text(p.engine)}: time by op type")))
         if len(latest) >= 2:
             names = list(latest)
             a, b = latest[names[0]], latest[names[-1]]
@@ -176,7 +176,7 @@ def write_report(session: "Session", path: str | Path = "report.html", title: st
         sw = rb.section("sweeps", "Sweeps and tuning")
         for rec in sweeps[-MAX_PER_SECTION:]:
             frame = _frame_of(rec)
-            sw.append(f"<h3>{html.escape(str(rec.get('kind')))} <span class='muted'>{html.escape(rec['id'])}"
+            sw.append(f"<h3>{esc(str(rec.get('kind')))} <span class='muted'>{esc(rec['id'])}"
                       f"</span></h3>")
             if frame is not None and {"batch", "throughput_ips"} <= set(frame.columns):
                 ok = frame[frame["status"] == "ok"] if "status" in frame else frame
@@ -189,7 +189,7 @@ def write_report(session: "Session", path: str | Path = "report.html", title: st
         for kind, recs in by_kind.items():
             for rec in recs[-MAX_PER_SECTION:]:
                 frame = _frame_of(rec)
-                cmp.append(f"<h3>{html.escape(kind)} <span class='muted'>{html.escape(rec['id'])}</span></h3>")
+                cmp.append(f"<h3>{esc(kind)} <span class='muted'>{esc(rec['id'])}</span></h3>")
                 cmp.append(table(pd.DataFrame([_scalars(rec)])))
                 if frame is None:
                     continue
@@ -212,12 +212,12 @@ def write_report(session: "Session", path: str | Path = "report.html", title: st
     if mon_frames:
         for m, f in mon_frames[-MAX_PER_SECTION:]:
             _guard(mon, "monitor", lambda m=m, f=f: rb.figure(plots.monitor_timeline(
-                f, title=f"{m.source}: {len(f)} samples every {m.interval:g} s")))
+                f, title=f"{plot_text(m.source)}: {len(f)} samples every {m.interval:g} s")))
     else:
         mon.append("<p class='muted'>no monitor recordings in this session (Session.monitor)</p>")
 
     log = rb.section("log", "Log")
-    log.append(f"<pre>{html.escape(session.log.text('info')[-200_000:])}</pre>")
+    log.append(f"<pre>{esc(session.log.text('info')[-200_000:])}</pre>")
 
     from .errors import WorkspaceError
     from .workspace import atomic_write

@@ -345,10 +345,10 @@ class Session:
                 f"workspace={self.workspace.path}>")
 
     def _repr_html_(self) -> str:
-        from html import escape
-        return (f"<b>trtlab Session</b> {escape(self.model.name)}: {len(self.model.node_names)} nodes, "
-                f"{self.model.parameter_count:,} parameters, backend <code>{self.backend.name}</code>, "
-                f"{len(self._engines)} engine(s) loaded, workspace <code>{escape(str(self.workspace.path))}</code>")
+        from .markup import esc
+        return (f"<b>trtlab Session</b> {esc(self.model.name)}: {len(self.model.node_names)} nodes, "
+                f"{self.model.parameter_count:,} parameters, backend <code>{esc(self.backend.name)}</code>, "
+                f"{len(self._engines)} engine(s) loaded, workspace <code>{esc(str(self.workspace.path))}</code>")
 
 
 class SessionInfo(dict):
@@ -361,5 +361,5 @@ class SessionInfo(dict):
                 f"backend: {self['backend']}\nworkspace: {self['workspace']} ({self['engines']} engines stored)")
 
     def _repr_html_(self) -> str:
-        from html import escape
-        return "<pre>" + escape(str(self)) + "</pre>"
+        from .markup import esc
+        return "<pre>" + esc(str(self)) + "</pre>"

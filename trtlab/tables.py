@@ -78,7 +78,8 @@ class LayerProfile:
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
-        return (f"<b>Per-layer profile</b> {self.engine}: {len(self.frame)} layers, {self.runs} runs, total "
+        from .markup import esc
+        return (f"<b>Per-layer profile</b> {esc(self.engine)}: {len(self.frame)} layers, {self.runs} runs, total "
                 f"{self.total_ms:.3f} ms" + self.top(15)[["name", "op_type", "provider", "median_ms", "share"]]
                 .to_html(index=False, float_format=lambda v: f"{v:.4g}"))
 

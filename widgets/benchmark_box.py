@@ -1,12 +1,12 @@
 """Benchmark the engine just built: iterations, Benchmark button, summary and latency histogram."""
 from __future__ import annotations
 
-import html
 from typing import TYPE_CHECKING, Any, Callable
 
 import ipywidgets as W
 
 from .. import plots
+from ..markup import esc, plot_text
 from .common import error_html, figure_widget, set_figure
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ class BenchmarkBox:
             return
         mon = self._monitor() if self._monitor else None
         mon = mon if mon is not None and getattr(mon, "running", False) else None
-        self.status.value = f"benchmarking {html.escape(eng.name)} ..."
+        self.status.value = f"benchmarking {esc(eng.name)} ..."
         self.job = self.session.benchmark(eng, iterations=max(1, self.iterations.value), monitor=mon or False,
                                           background=True)
         self.job.add_done_callback(self._on_done)
@@ -59,10 +59,11 @@ class BenchmarkBox:
     def show(self, result: Any) -> None:
         """Show a BenchmarkResult: its summary table and latency histogram."""
         self.result = result
-        set_figure(self.figure, plots.latency_histogram(result.to_frame(), title=f"{result.engine}: latency"))
+        set_figure(self.figure, plots.latency_histogram(result.to_frame(),
+                                                        title=f"{plot_text(result.engine)}: latency"))
         self.figure_box.layout.display = None
         self.summary.value = result._repr_html_()
         u = result.utilization or {}
         util = (f"; {u.get('device', '')} utilization mean {u.get('util_mean_pct', float('nan')):.0f}% over "
                 f"{u.get('samples', 0)} monitor samples" if u else "")
-        self.status.value = f"{result.throughput:.1f} qps, median {result.stats['median']:.3f} ms{html.escape(util)}"
+        self.status.value = f"{result.throughput:.1f} qps, median {result.stats['median']:.3f} ms{esc(util)}"

@@ -1,7 +1,6 @@
 """Build tab: backend, precision, FP32 pins, batch/shape ranges, backend options, Build/Cancel, progress, result."""
 from __future__ import annotations
 
-import html
 import re
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
@@ -9,6 +8,7 @@ import ipywidgets as W
 
 from ..config import PRECISIONS
 from ..errors import CancelledError, ConfigError
+from ..markup import esc
 from .common import error_html, fmt_bytes, note_html, ok_html, section
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ class OptionsForm:
             if isinstance(spec, dict):
                 sub = OptionsForm(spec)
                 self.controls[name] = sub
-                rows.append(W.VBox([W.HTML(f"<i>{html.escape(name)}</i>"), sub.widget],
+                rows.append(W.VBox([W.HTML(f"<i>{esc(name)}</i>"), sub.widget],
                                    layout=W.Layout(margin="0 0 0 12px")))
             elif isinstance(spec, (list, tuple)):
                 ctl = W.Dropdown(options=[(DEFAULT, DEFAULT)] + [(str(c), c) for c in spec], value=DEFAULT,
@@ -160,7 +160,7 @@ class LayerPicker:
     def _show(self) -> None:
         n = len(self.selected)
         self.summary.value = ("<i>no layers pinned</i>" if not n else
-                              f"{n} pinned: " + html.escape(", ".join(self.selected[:8])) + (" ..." if n > 8 else ""))
+                              f"{n} pinned: " + esc(", ".join(self.selected[:8])) + (" ..." if n > 8 else ""))
 
 
 class BuildTab:
@@ -182,7 +182,7 @@ class BuildTab:
         usable = [n for n, b in backends.items() if b["available"]]
         self.backend = W.Dropdown(options=usable, value=session.backend.name if session.backend.name in usable
                                   else usable[0], description="backend")
-        missing = [f"<li><b>{html.escape(n)}</b>: {html.escape(str(b['detail']))}</li>"
+        missing = [f"<li><b>{esc(n)}</b>: {esc(str(b['detail']))}</li>"
                    for n, b in backends.items() if not b["available"]]
         self.backend_note = W.HTML("<details><summary>not available here</summary><ul>" + "".join(missing)
                                    + "</ul></details>" if missing else "")
@@ -268,7 +268,7 @@ class BuildTab:
         self.progress.value = 0
         self.progress.bar_style = "info"
         verb = "queued (other jobs hold the session's workers): " if job.status == "queued" else "building"
-        self.status.value = f"{verb} <code>{html.escape(job.task)}</code> ..."
+        self.status.value = f"{verb} <code>{esc(job.task)}</code> ..."
         self.build_button.disabled = True
         self.cancel_button.disabled = False
         job.add_done_callback(self._on_done)
@@ -285,7 +285,7 @@ class BuildTab:
         frac = payload.fraction
         self.progress.value = frac if frac is not None else min(0.95, self.progress.value + 0.05)
         if payload.message:
-            self.status.value = f"{html.escape(payload.message)} ..."
+            self.status.value = f"{esc(payload.message)} ..."
 
     def _on_done(self, job: "Job") -> None:
         """Runs in the worker thread when the build ends: show the engine, the cancel or the error."""
@@ -323,9 +323,9 @@ class BuildTab:
         cache_text = {"built": "built now (cache miss)", "memory": "cache hit (memory)",
                       "disk": "cache hit (disk)"}.get(cache, cache)
         secs = m.get("build_seconds", m.get("total_build_seconds"))
-        return (f"<b>{html.escape(engine.name)}</b><br>size {fmt_bytes(engine.size_bytes)}, build time "
+        return (f"<b>{esc(engine.name)}</b><br>size {fmt_bytes(engine.size_bytes)}, build time "
                 f"{'?' if secs is None else f'{secs:.2f} s'}, <span class='trtlab-cache'>{cache_text}</span>, "
-                f"device {html.escape(engine.device)}")
+                f"device {esc(engine.device)}")
 
     def close(self) -> None:
         """Stop listening to the session."""
@@ -334,4 +334,4 @@ class BuildTab:
 
 def unavailable_note(what: str, why: str) -> W.HTML:
     """A note shown in place of a feature that is not available yet."""
-    return W.HTML(note_html(f"<b>{html.escape(what)}</b> is not available: {html.escape(why)}"))
+    return W.HTML(note_html(f"<b>{esc(what)}</b> is not available: {esc(why)}"))

@@ -1,7 +1,6 @@
 """Shared widget helpers: FigureWidgets refreshed from plain figures, error boxes, throttled updates."""
 from __future__ import annotations
 
-import html
 import threading
 import time
 import traceback
@@ -11,6 +10,7 @@ import ipywidgets as W
 import plotly.graph_objects as go
 
 from ..errors import TrtlabError
+from ..markup import esc
 
 ERROR_CLASS = "trtlab-error"
 
@@ -34,15 +34,15 @@ def set_figure(fw: go.FigureWidget, fig: go.Figure) -> None:
 def error_html(exc: BaseException | str, title: str = "Error") -> str:
     """An HTML error box: the message of a TrtlabError, or the type, message and last frames of anything else."""
     if isinstance(exc, str):
-        body = html.escape(exc)
+        body = esc(exc)
     elif isinstance(exc, TrtlabError):
-        body = f"<b>{type(exc).__name__}</b>: {html.escape(str(exc))}"
+        body = f"<b>{type(exc).__name__}</b>: {esc(str(exc))}"
     else:
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-3:])
-        body = (f"<b>{type(exc).__name__}</b>: {html.escape(str(exc))}"
-                f"<details><summary>traceback</summary><pre>{html.escape(tb)}</pre></details>")
+        body = (f"<b>{type(exc).__name__}</b>: {esc(str(exc))}"
+                f"<details><summary>traceback</summary><pre>{esc(tb)}</pre></details>")
     return (f'<div class="{ERROR_CLASS}" style="border:1px solid #d9534f;background:#fdf0ef;color:#8a1f1b;'
-            f'padding:6px 10px;border-radius:4px;white-space:pre-wrap"><b>{html.escape(title)}</b><br>{body}</div>')
+            f'padding:6px 10px;border-radius:4px;white-space:pre-wrap"><b>{esc(title)}</b><br>{body}</div>')
 
 
 def note_html(text: str) -> str:
@@ -108,4 +108,4 @@ def fmt_bytes(n: float) -> str:
 
 def section(title: str) -> W.HTML:
     """A small heading."""
-    return W.HTML(f"<h4 style='margin:6px 0 2px 0'>{html.escape(title)}</h4>")
+    return W.HTML(f"<h4 style='margin:6px 0 2px 0'>{esc(title)}</h4>")

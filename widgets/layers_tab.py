@@ -1,12 +1,12 @@
 """Layers tab: per-layer timing bars, op-type breakdown, and two engines side by side."""
 from __future__ import annotations
 
-import html
 from typing import TYPE_CHECKING, Any, Callable
 
 import ipywidgets as W
 
 from .. import plots
+from ..markup import esc, plot_text
 from .common import error_html, figure_widget, note_html, section, set_figure
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ class LayerTimings:
         if self.profile is not None:
             set_figure(self.bars, plots.layer_timings(self.profile.frame, color_by=self.color_by.value,
                                                       top=self.top.value,
-                                                      title=f"{self.profile.engine}: per-layer time"))
+                                                      title=f"{plot_text(self.profile.engine)}: per-layer time"))
 
     def _draw_ops(self) -> None:
         if self.profile is not None:
@@ -127,7 +127,7 @@ class LayersTab:
             return
         if self.job is not None and not self.job.done:
             return
-        self.status.value = f"profiling {html.escape(eng.name)} ..."
+        self.status.value = f"profiling {esc(eng.name)} ..."
         self.job = self.session.profile_layers(eng, runs=max(1, self.runs.value), background=True)
         self.job.add_done_callback(lambda job, e=eng: self._on_done(job, e))
 
@@ -149,7 +149,7 @@ class LayersTab:
         if len(names) >= 2:
             self.cmp_a.value, self.cmp_b.value = names[-2], names[-1]
         # written last: "total" in the status means every chart above is drawn
-        self.status.value = (f"{html.escape(label)}: {len(profile.frame)} layers, total "
+        self.status.value = (f"{esc(label)}: {len(profile.frame)} layers, total "
                              f"{profile.total_ms:.3f} ms over {profile.runs} runs")
 
     def _compare(self) -> None:

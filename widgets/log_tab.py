@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import html
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as W
 
 from ..events import LEVELS
+from ..markup import esc
 from .common import Throttle
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ class LogView:
         for r in shown:
             t = dt.datetime.fromtimestamp(r.time).strftime("%H:%M:%S.%f")[:-3]
             lines.append(f"<span style='color:{COLORS.get(r.severity, '#222')}'>{t} [{r.severity[0].upper()}] "
-                         f"{html.escape(r.source)}: {html.escape(r.message)}</span>")
+                         f"{esc(r.source)}: {esc(r.message)}</span>")
         self.count.value = f"{len(recs)} records" + (f" (newest {len(shown)} shown)" if len(recs) > len(shown) else "")
         self.text.value = ("<pre style='margin:4px;font-size:12px;white-space:pre-wrap'>" + "\n".join(lines)
                            + "</pre>")

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import collections
-import html
 import threading
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as W
 
 from .. import plots
+from ..markup import esc, plot_text
 from .common import Throttle, error_html, figure_widget, set_figure
 
 if TYPE_CHECKING:
@@ -78,8 +78,8 @@ class MonitorChart:
         if cols != self._columns or len(self.figure.data) != len(cols):
             title = None
             if self.monitor is not None:
-                title = f"Live monitor: {self.monitor.source}" + (f" ({self.monitor.gpu_name})"
-                                                                  if self.monitor.gpu_name else "")
+                title = plot_text(f"Live monitor: {self.monitor.source}" + (f" ({self.monitor.gpu_name})"
+                                                                            if self.monitor.gpu_name else ""))
             set_figure(self.figure, plots.monitor_timeline(frame, title=title))
             self._columns = cols
             return
@@ -142,8 +142,8 @@ class MonitorTab:
         self.monitor = mon
         self.chart.attach(mon)
         what = mon.gpu_name or ("GPU" if mon.source == "nvml" else "CPU and memory")
-        self.note.value = (f"sampling {html.escape(what)} with {html.escape(mon.source)} every "
-                           f"{mon.interval:g} s" + (f"<br><i>{html.escape(mon.note)}</i>" if mon.note else ""))
+        self.note.value = (f"sampling {esc(what)} with {esc(mon.source)} every "
+                           f"{mon.interval:g} s" + (f"<br><i>{esc(mon.note)}</i>" if mon.note else ""))
         if not self.running.value:
             self.running.value = True
 

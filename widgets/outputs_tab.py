@@ -1,10 +1,11 @@
 """Outputs tab: the model's tensors in graph order with checkboxes to mark them as engine outputs."""
 from __future__ import annotations
 
-import html
 from typing import TYPE_CHECKING, Any, Callable
 
 import ipywidgets as W
+
+from ..markup import esc
 
 if TYPE_CHECKING:
     from ..session import Session
@@ -90,7 +91,7 @@ class OutputsTab:
         more = f" (showing the first {MAX_SHOWN}; refine the search)" if matching > MAX_SHOWN else ""
         sel = self.selected
         self.summary.value = (f"{len(self.names)} tensors, {matching} match{more}; <b>{len(sel)} marked</b>"
-                              + (": " + html.escape(", ".join(sel[:6])) + (" ..." if len(sel) > 6 else "")
+                              + (": " + esc(", ".join(sel[:6])) + (" ..." if len(sel) > 6 else "")
                                  if sel else ""))
 
     def _changed(self) -> None:

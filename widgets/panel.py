@@ -1,11 +1,11 @@
 """The session dashboard: Build, Outputs, Layers, Precision, Monitor and Log tabs in one ipywidgets Tab."""
 from __future__ import annotations
 
-import html
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as W
 
+from ..markup import esc
 from .build_tab import BuildTab
 from .layers_tab import LayersTab
 from .log_tab import LogView
@@ -37,8 +37,8 @@ class Panel:
         for i, t in enumerate(TITLES):
             self.tabs.set_title(i, t)
         m = session.model
-        header = W.HTML(f"<b>trtlab</b> &middot; {html.escape(m.name)} &middot; {len(m.node_names)} nodes &middot; "
-                        f"backend <code>{html.escape(session.backend.name)}</code>")
+        header = W.HTML(f"<b>trtlab</b> &middot; {esc(m.name)} &middot; {len(m.node_names)} nodes &middot; "
+                        f"backend <code>{esc(session.backend.name)}</code>")
         self.widget = W.VBox([header, self.tabs])
         self.widget.add_class("trtlab-panel")
 

@@ -1,7 +1,6 @@
 """Precision tab: compare a reduced-precision engine with a reference, per tensor; click a bar to pin its layer."""
 from __future__ import annotations
 
-import html
 from typing import TYPE_CHECKING, Any, Callable
 
 import ipywidgets as W
@@ -10,6 +9,7 @@ import pandas as pd
 from .. import plots
 from ..config import PRECISIONS
 from ..errors import ConfigError
+from ..markup import esc
 from .common import error_html, figure_widget, note_html, section, set_figure
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ class PrecisionTab:
                                      tooltip="FP32 run: per-tensor magnitudes against the FP16/BF16 ranges")
         self.cancel_button = W.Button(description="Cancel", button_style="warning", disabled=True)
         self.progress = W.FloatProgress(value=0, min=0, max=1, layout=W.Layout(width="300px"))
-        self.status = W.HTML(note_html("The precision lab is <b>not available yet</b>: " + html.escape(why))
+        self.status = W.HTML(note_html("The precision lab is <b>not available yet</b>: " + esc(why))
                              if not ok else "")
         self.pin_note = W.HTML()
         self.pin_note.add_class("trtlab-pin-note")
@@ -139,7 +139,7 @@ class PrecisionTab:
         self.job = job
         self.progress.value = 0
         self.progress.bar_style = "info"
-        self.status.value = html.escape(what) + " ..."
+        self.status.value = esc(what) + " ..."
         self.cancel_button.disabled = False
         job.add_done_callback(done)
 
@@ -200,7 +200,7 @@ class PrecisionTab:
             self.ranges = report
             self.charts.show_ranges(report.to_frame())
             s = getattr(report, "summary", {})
-            self.status.value = "FP16 range report: " + html.escape(
+            self.status.value = "FP16 range report: " + esc(
                 ", ".join(f"{k} {v}" for k, v in (s.items() if isinstance(s, dict) else [])))
 
     def show(self, result: Any) -> None:
@@ -220,21 +220,21 @@ class PrecisionTab:
             summary = summary()
         parts = [f"<b>{len(frame)} tensors compared</b>"]
         if isinstance(summary, dict):
-            parts.append(", ".join(f"{html.escape(str(k))}: {html.escape(_short(v))}" for k, v in summary.items()))
+            parts.append(", ".join(f"{esc(str(k))}: {esc(_short(v))}" for k, v in summary.items()))
         if div:
-            parts.append(f"first divergence at <b>{html.escape(str(div.get('tensor')))}</b>: "
-                         f"{html.escape(str(div.get('reason', '')))}")
+            parts.append(f"first divergence at <b>{esc(str(div.get('tensor')))}</b>: "
+                         f"{esc(str(div.get('reason', '')))}")
         self.status.value = "<br>".join(parts)
 
     def pin_tensor(self, tensor: str) -> str | None:
         """Pin the layer producing `tensor` to FP32 in the Build tab and offer a rebuild; returns the layer."""
         node = self.session.model.producers().get(tensor)
         if node is None:
-            self.pin_note.value = note_html(f"{html.escape(tensor)} is not produced by a layer: nothing to pin")
+            self.pin_note.value = note_html(f"{esc(tensor)} is not produced by a layer: nothing to pin")
             return None
         if self.build_tab is not None:
             self.build_tab.pins.add([node.name])
-        self.pin_note.value = f"pinned <b>{html.escape(node.name)}</b> (producer of {html.escape(tensor)}) to FP32"
+        self.pin_note.value = f"pinned <b>{esc(node.name)}</b> (producer of {esc(tensor)}) to FP32"
         self.rebuild_button.layout.display = None
         return node.name
 

@@ -145,14 +145,14 @@ class BenchmarkResult:
                 f"p99 {s['p99']:.3f} ms over {self.iterations} iterations>")
 
     def _repr_html_(self) -> str:
-        from html import escape
+        from ..markup import esc
         s = self.stats
         cells = [("throughput", f"{self.throughput:.1f} qps ({self.samples_per_s:.1f} samples/s)")]
         cells += [(k, f"{v:.4f} ms") for k, v in s.items()]
         if self.device_stats:
             cells.append(("GPU compute median", f"{self.device_stats['median']:.4f} ms"))
-        rows = "".join(f"<tr><td>{escape(k)}</td><td>{escape(v)}</td></tr>" for k, v in cells)
-        return (f"<b>Benchmark</b> {escape(self.engine)} on {escape(self.device)}, batch {self.batch}, "
+        rows = "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in cells)
+        return (f"<b>Benchmark</b> {esc(self.engine)} on {esc(self.device)}, batch {self.batch}, "
                 f"{self.iterations} iterations<table>{rows}</table>")
 
 

@@ -191,10 +191,10 @@ class ComparisonResult:
                 f"{div}>")
 
     def _repr_html_(self) -> str:
-        from html import escape
+        from ..markup import esc
         cols = ["tensor", "max_abs_err", "mean_rel_err", "ratio", "cosine", "snr_db", "overflow", "underflow",
                 "subnormal"]
-        return (f"<b>{escape(repr(self))}</b>" + "".join(f"<br><i>{escape(n)}</i>" for n in self.notes)
+        return (f"<b>{esc(repr(self))}</b>" + "".join(f"<br><i>{esc(n)}</i>" for n in self.notes)
                 + self.frame[cols].to_html(max_rows=40, float_format=lambda v: f"{v:.4g}"))
 
 

@@ -46,8 +46,8 @@ class FindResult:
                 f"{len(self.steps)} steps>")
 
     def _repr_html_(self) -> str:
-        from html import escape
-        return f"<b>{escape(repr(self))}</b>" + self.steps.to_html()
+        from ..markup import esc
+        return f"<b>{esc(repr(self))}</b>" + self.steps.to_html()
 
 
 def error_gain_ranking(frame: Any, model: Any) -> list[str]:

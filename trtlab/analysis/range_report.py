@@ -120,8 +120,8 @@ class RangeReport:
                 f" overflow fp16, {s['tensors_with_fp16_underflow']} underflow fp16>")
 
     def _repr_html_(self) -> str:
-        from html import escape
-        return f"<b>{escape(repr(self))}</b>" + self.frame.to_html(max_rows=40, float_format=lambda v: f"{v:.4g}")
+        from ..markup import esc
+        return f"<b>{esc(repr(self))}</b>" + self.frame.to_html(max_rows=40, float_format=lambda v: f"{v:.4g}")
 
 
 def range_frame(stats: list[RangeStats]):

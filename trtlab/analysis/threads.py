@@ -92,8 +92,8 @@ class ThreadSafetyReport:
         return f"<ThreadSafetyReport {self.engine}: {self.describe()}>"
 
     def _repr_html_(self) -> str:
-        from html import escape
-        return f"<b>Thread safety</b> {escape(self.engine)}<p>{escape(self.describe())}</p>" + \
+        from ..markup import esc
+        return f"<b>Thread safety</b> {esc(self.engine)}<p>{esc(self.describe())}</p>" + \
             self.outputs.to_html(index=False)
 
 

@@ -189,8 +189,8 @@ class TuneResult:
         return f"<TuneResult {self.objective}: {self.describe()}>"
 
     def _repr_html_(self) -> str:
-        from html import escape
-        return f"<b>Tune</b> <p>{escape(self.describe())}</p>" + self.to_frame().to_html(
+        from ..markup import esc
+        return f"<b>Tune</b> <p>{esc(self.describe())}</p>" + self.to_frame().to_html(
             index=False, float_format=lambda v: f"{v:.4g}")
 
 

@@ -134,15 +134,15 @@ class Engine(ABC):
         return f"<{type(self).__name__} {self.name} on {self.device}>"
 
     def _repr_html_(self) -> str:
-        from html import escape
-        rows = "".join(f"<tr><td>{escape(k)}</td><td>{escape(str(v))}</td></tr>" for k, v in [
+        from ..markup import esc
+        rows = "".join(f"<tr><td>{esc(k)}</td><td>{esc(str(v))}</td></tr>" for k, v in [
             ("backend", self.backend_name), ("precision", self.config.precision), ("device", self.device),
             ("inputs", ", ".join(f"{i.name} {list(i.shape or [])} {i.dtype}" for i in self.inputs)),
             ("outputs", f"{len(self.outputs)}: " + ", ".join(o.name for o in self.outputs[:6])
              + (" ..." if len(self.outputs) > 6 else "")),
             ("size", f"{self.size_bytes / 2**20:.1f} MiB"),
             ("build time", f"{self.metadata.get('build_seconds', 0):.2f} s")])
-        return f"<b>Engine</b> {escape(self.name)}<table>{rows}</table>"
+        return f"<b>Engine</b> {esc(self.name)}<table>{rows}</table>"
 
 
 class Backend(ABC):

@@ -172,8 +172,8 @@ class SweepResult:
                 f"{'' if self.complete else ' (incomplete)'}>")
 
     def _repr_html_(self) -> str:
-        from html import escape
-        return (f"<b>Sweep</b> {escape(self.id)}<pre>{escape(self.describe())}</pre>"
+        from ...markup import esc
+        return (f"<b>Sweep</b> {esc(self.id)}<pre>{esc(self.describe())}</pre>"
                 + self.to_frame(errors=True).head(200).to_html(index=False, float_format=lambda v: f"{v:.4g}"))
 
 
@@ -186,11 +186,13 @@ def load_sweep(folder: str | Path) -> SweepResult:
 
 def markdown_table(frame: pd.DataFrame) -> str:
     """A DataFrame as a GitHub markdown table without needing `tabulate`."""
+    from ...markup import markdown_cell
+
     def cell(v: Any) -> str:
         if isinstance(v, float):
             return "" if math.isnan(v) else f"{v:.4g}"
-        return "" if v is None else str(v).replace("|", "\\|")
-    head = "| " + " | ".join(map(str, frame.columns)) + " |"
+        return "" if v is None else markdown_cell(v)
+    head = "| " + " | ".join(map(markdown_cell, frame.columns)) + " |"
     sep = "| " + " | ".join("---" for _ in frame.columns) + " |"
     body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([head, sep, *body])
