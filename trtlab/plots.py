@@ -16,6 +16,7 @@ from plotly.subplots import make_subplots
 
 from .analysis.knee import KNEE_FRACTION, find_knee
 from .errors import ConfigError
+from .markup import plot_text
 
 PALETTE = ("#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B", "#B279A2", "#FF9DA6", "#9D755D",
            "#BAB0AC", "#1F77B4", "#2CA02C", "#D62728", "#9467BD", "#8C564B", "#17BECF")
@@ -58,6 +59,14 @@ def _color_map(values: Iterable[Any], fixed: dict[str, str] | None = None) -> di
     return out
 
 
+def _category_ticks(values: Iterable[Any]) -> dict[str, Any]:
+    """Axis settings showing category names as text: plotly would render tags in a name as markup."""
+    vals = [str(v) for v in values]
+    if all(plot_text(v) == v for v in vals):
+        return {}
+    return dict(tickmode="array", tickvals=vals, ticktext=[plot_text(v) for v in vals])
+
+
 def _shape_text(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "?"
@@ -69,7 +78,7 @@ def _shape_text(value: Any) -> str:
 def empty_figure(title: str, message: str) -> go.Figure:
     """A blank figure carrying a message (a chart with nothing to show)."""
     fig = go.Figure(layout=dict(title=title, **_LAYOUT))
-    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    fig.add_annotation(text=plot_text(message), showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     return fig
@@ -94,13 +103,14 @@ def layer_timings(profile_frame: pd.DataFrame, color_by: str = "op_type", top: i
     colors = _color_map(f[color_by], PRECISION_COLORS if color_by == "precision" else None)
     fig = go.Figure()
     for group, part in shown.groupby(color_by, sort=False):
-        hover = [f"<b>{r['name']}</b><br>op: {r.get('op_type', '?')}  precision: {r.get('precision', '?')}<br>"
-                 f"in: {_shape_text(r.get('input_shapes'))}<br>out: {_shape_text(r.get('output_shapes'))}<br>"
+        hover = [f"<b>{plot_text(r['name'])}</b><br>op: {plot_text(r.get('op_type', '?'))}  precision: "
+                 f"{plot_text(r.get('precision', '?'))}<br>in: {plot_text(_shape_text(r.get('input_shapes')))}<br>"
+                 f"out: {plot_text(_shape_text(r.get('output_shapes')))}<br>"
                  f"median {r['median_ms']:.4f} ms, {r['share']:.1%} of total"
                  + (f"<br>fused from {len(r['fused_from'])} nodes" if isinstance(r.get("fused_from"), list)
                     and r.get("fused_from") else "")
                  for _, r in part.iterrows()]
-        fig.add_trace(go.Bar(x=part["median_ms"], y=part["name"], orientation="h", name=str(group),
+        fig.add_trace(go.Bar(x=part["median_ms"], y=part["name"], orientation="h", name=plot_text(group),
                              marker_color=colors[group], hovertext=hover, hoverinfo="text",
                              customdata=part[["share"]].to_numpy()))
     n = len(shown)
@@ -108,7 +118,8 @@ def layer_timings(profile_frame: pd.DataFrame, color_by: str = "op_type", top: i
     fig.update_layout(title=title or f"Per-layer time ({label} layers, total {total:.3f} ms)",
                       xaxis_title="median time per layer [ms]", yaxis_title="layer", barmode="stack",
                       height=max(320, 18 * n + 120), legend_title=color_by,
-                      yaxis=dict(categoryorder="array", categoryarray=list(shown["name"])), **_LAYOUT)
+                      yaxis=dict(categoryorder="array", categoryarray=list(shown["name"]),
+                                 **_category_ticks(shown["name"])), **_LAYOUT)
     return fig
 
 
@@ -119,13 +130,14 @@ def op_type_breakdown(by_op_type_frame: pd.DataFrame, kind: str = "treemap", tit
     total = float(f["total_ms"].sum())
     share = f["total_ms"] / total if total > 0 else f["total_ms"] * 0
     layers = f["layers"] if "layers" in f else pd.Series([None] * len(f), index=f.index)
-    hover = [f"<b>{o}</b><br>{t:.4f} ms ({s:.1%})<br>{n if n is not None else '?'} layers"
+    hover = [f"<b>{plot_text(o)}</b><br>{t:.4f} ms ({s:.1%})<br>{n if n is not None else '?'} layers"
              for o, t, s, n in zip(f["op_type"], f["total_ms"], share, layers)]
     title = title or f"Time by op type (total {total:.3f} ms)"
     colors = _color_map(f["op_type"])
     if kind == "treemap":
-        fig = go.Figure(go.Treemap(labels=list(f["op_type"]), parents=[""] * len(f), values=list(f["total_ms"]),
-                                   hovertext=hover, hoverinfo="text", textinfo="label+percent root",
+        fig = go.Figure(go.Treemap(labels=[plot_text(o) for o in f["op_type"]], parents=[""] * len(f),
+                                   values=list(f["total_ms"]), hovertext=hover, hoverinfo="text",
+                                   textinfo="label+percent root",
                                    marker=dict(colors=[colors[o] for o in f["op_type"]])))
         fig.update_layout(title=title, **_LAYOUT)
         return fig
@@ -133,7 +145,7 @@ def op_type_breakdown(by_op_type_frame: pd.DataFrame, kind: str = "treemap", tit
         raise ConfigError(f"op_type_breakdown(kind={kind!r}): choose 'treemap' or 'bar'")
     fig = go.Figure()
     for o, t, h in zip(f["op_type"], f["total_ms"], hover):
-        fig.add_trace(go.Bar(x=[t], y=["all layers"], orientation="h", name=str(o), marker_color=colors[o],
+        fig.add_trace(go.Bar(x=[t], y=["all layers"], orientation="h", name=plot_text(o), marker_color=colors[o],
                              hovertext=[h], hoverinfo="text"))
     fig.update_layout(title=title, barmode="stack", xaxis_title="summed median layer time [ms]", height=260,
                       **_LAYOUT)
@@ -150,6 +162,7 @@ def layer_comparison(frame_a: pd.DataFrame, frame_b: pd.DataFrame, labels: Seque
     la, lb = (str(x) for x in labels)
     if la == lb:
         la, lb = la + " (A)", lb + " (B)"
+    la, lb = plot_text(la), plot_text(lb)  # shown in the legend, hover and title
     a = frame_a.groupby("name", sort=False)["median_ms"].sum()
     b = frame_b.groupby("name", sort=False)["median_ms"].sum()
     names = list(dict.fromkeys(list(a.index) + list(b.index)))
@@ -160,7 +173,7 @@ def layer_comparison(frame_a: pd.DataFrame, frame_b: pd.DataFrame, labels: Seque
     ratio = shown["b"] / shown["a"]
 
     def hover(t: pd.Series, other: pd.Series, label: str) -> list[str]:
-        return [f"<b>{n}</b><br>{label}: " + ("not present" if pd.isna(x) else f"{x:.4f} ms")
+        return [f"<b>{plot_text(n)}</b><br>{label}: " + ("not present" if pd.isna(x) else f"{x:.4f} ms")
                 + ("" if pd.isna(r) else f"<br>{lb}/{la} = {r:.2f}x") for n, x, r in zip(shown["name"], t, ratio)]
 
     fig = go.Figure([
@@ -175,7 +188,8 @@ def layer_comparison(frame_a: pd.DataFrame, frame_b: pd.DataFrame, labels: Seque
     fig.update_layout(title=title or f"Per-layer time: {la} vs {lb}<br><sup>{sub}</sup>", barmode="group",
                       xaxis_title="median time per layer [ms]", yaxis_title="layer",
                       height=max(340, 26 * len(shown) + 140),
-                      yaxis=dict(categoryorder="array", categoryarray=list(shown["name"])), **_LAYOUT)
+                      yaxis=dict(categoryorder="array", categoryarray=list(shown["name"]),
+                                 **_category_ticks(shown["name"])), **_LAYOUT)
     return fig
 
 
@@ -313,7 +327,8 @@ def deviation_ratio(compare_frame: pd.DataFrame, value: str | None = None, thres
         bad = pd.Series(False, index=f.index)
     first = _position(f, t, divergence)
     extra = [c for c in _HOVER_EXTRA if c in f and c != v]
-    hover = [f"<b>{r[t]}</b><br>{v} = {_fmt(r[v])}" + "".join(f"<br>{c}: {_fmt(r[c])}" for c in extra)
+    hover = [f"<b>{plot_text(r[t])}</b><br>{v} = {plot_text(_fmt(r[v]))}"
+             + "".join(f"<br>{c}: {plot_text(_fmt(r[c]))}" for c in extra)
              + ("<br><b>exceeds tolerance</b>" if b else "") + ("<br><b>first divergence</b>" if i == first else "")
              for (i, r), b in zip(f.iterrows(), bad)]
     colors = [PALETTE[3] if b or i == first else PALETTE[0] for i, b in enumerate(bad)]
@@ -324,11 +339,11 @@ def deviation_ratio(compare_frame: pd.DataFrame, value: str | None = None, thres
     what = (f"{int(bad.sum())} of {len(f)} exceed tolerance" if "passed" in f or threshold is not None
             else f"{len(f)} tensors")
     if first is not None:
-        what += f"; first divergence {f[t].iloc[first]}"
+        what += f"; first divergence {plot_text(f[t].iloc[first])}"
     label = _LABELS.get(v, v)
     fig.update_layout(title=title or f"{label} per tensor (graph order; {what})", xaxis_title="tensor (graph order)",
                       yaxis_title=label, **_LAYOUT)
-    fig.update_xaxes(type="category", showticklabels=len(f) <= 60)
+    fig.update_xaxes(type="category", showticklabels=len(f) <= 60, **_category_ticks(f[t]))
     return fig
 
 
@@ -356,8 +371,9 @@ def fp16_range_counts(range_frame: pd.DataFrame, precision: str = "fp16", title:
     fig = go.Figure()
     for k, (label, col) in enumerate(found):
         y = pd.to_numeric(f[col], errors="coerce").fillna(0)
-        hover = [f"<b>{n}</b><br>{label}: {int(c):,}" + ("" if pd.isna(tt) or not tt else f" of {int(tt):,} "
-                                                          f"({c / tt:.2%})") for n, c, tt in zip(f[t], y, total)]
+        hover = [f"<b>{plot_text(n)}</b><br>{label}: {int(c):,}"
+                 + ("" if pd.isna(tt) or not tt else f" of {int(tt):,} ({c / tt:.2%})")
+                 for n, c, tt in zip(f[t], y, total)]
         # log axes cannot show 0: zero counts are drawn as gaps
         fig.add_trace(go.Bar(x=list(f[t].astype(str)), y=y.where(y > 0), name=label, hovertext=hover,
                              hoverinfo="text", marker_color=(PALETTE[3], PALETTE[0], PALETTE[5])[k]))
@@ -366,7 +382,7 @@ def fp16_range_counts(range_frame: pd.DataFrame, precision: str = "fp16", title:
     fig.update_layout(title=title or f"{name} range problems per tensor ({n_bad} of {len(f)} tensors affected)",
                       xaxis_title="tensor (graph order)", yaxis_title="values (log scale)", yaxis_type="log",
                       barmode="group", **_LAYOUT)
-    fig.update_xaxes(type="category", showticklabels=len(f) <= 60)
+    fig.update_xaxes(type="category", showticklabels=len(f) <= 60, **_category_ticks(f[t]))
     if n_bad == 0:
         fig.add_annotation(text=f"no tensor leaves the {name} range", showarrow=False, x=0.5, y=0.5,
                            xref="paper", yref="paper")
@@ -403,19 +419,20 @@ def error_growth(compare_frame: pd.DataFrame, value: str | None = None, threshol
     x = list(range(len(f)))
     label = _LABELS.get(v, v)
     fig = go.Figure(go.Scatter(x=x, y=y, mode="lines+markers", name=label, marker=dict(size=5, color=PALETTE[0]),
-                               customdata=np.asarray(f[t].astype(str)).reshape(-1, 1),
+                               customdata=np.asarray([plot_text(n) for n in f[t]], dtype=object).reshape(-1, 1),
                                hovertemplate="%{customdata[0]}<br>position %{x}<br>" + v + " = %{y:.4g}"
                                              "<extra></extra>"))
     first = _position(f, t, divergence) if divergence is not None else first_divergence(f, v, threshold)
     if first is not None:
-        reason = divergence.get("reason", "") if isinstance(divergence, dict) else ""
+        reason = plot_text(divergence.get("reason", "")) if isinstance(divergence, dict) else ""
+        where = plot_text(f[t].iloc[first])
         fig.add_trace(go.Scatter(x=[first], y=[y.iloc[first]], mode="markers", name="first divergence",
                                  marker=dict(size=13, color=PALETTE[3], symbol="x"),
-                                 hovertext=[f"first divergence: {f[t].iloc[first]}" + (f"<br>{reason}" if reason
+                                 hovertext=[f"first divergence: {where}" + (f"<br>{reason}" if reason
                                                                                       else "")],
                                  hoverinfo="text"))
         fig.add_vline(x=first, line_dash="dot", line_color=PALETTE[3],
-                      annotation_text=f"first divergence: {f[t].iloc[first]}", annotation_position="top left")
+                      annotation_text=f"first divergence: {where}", annotation_position="top left")
     if threshold is not None:
         fig.add_hline(y=threshold, line_dash="dash", annotation_text=f"tolerance {threshold:g}")
     positive = bool((y > 0).any())
@@ -425,7 +442,7 @@ def error_growth(compare_frame: pd.DataFrame, value: str | None = None, threshol
                       yaxis_title=label + (" (log scale)" if positive else ""),
                       yaxis_type="log" if positive else "linear", **_LAYOUT)
     if len(f) <= 60:  # name the tensors on the axis while they fit
-        fig.update_xaxes(tickmode="array", tickvals=x, ticktext=list(f[t].astype(str)))
+        fig.update_xaxes(tickmode="array", tickvals=x, ticktext=[plot_text(n) for n in f[t]])
     return fig
 
 
@@ -442,7 +459,7 @@ def throughput_vs_batch(sweep_frame: pd.DataFrame, x: str = "batch", y: str = "t
     unit = "samples/s" if "sample" in y else "inferences/s" if "ips" in y or "qps" in y else ""
     for k, (g, part) in enumerate(groups):
         c = PRECISION_COLORS.get(str(g), PALETTE[k % 16])
-        label = str(g) if g != "" else y
+        label = plot_text(g) if g != "" else y
         fig.add_trace(go.Scatter(x=part[x], y=part[y], mode="lines+markers", name=f"{label} throughput",
                                  line=dict(color=c), legendgroup=label,
                                  hovertemplate=f"{label}<br>{x} %{{x}}<br>%{{y:.1f}} {unit}<extra></extra>"),
