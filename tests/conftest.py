@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import time
 from types import ModuleType
 
 import numpy as np
@@ -34,6 +35,15 @@ def installed(module: str, what: str, install: str, module_level: bool = False) 
 def tensorrt_rtx_bindings(module_level: bool = False) -> ModuleType:
     """The real `tensorrt_rtx_bindings` module (the [tensorrt-rtx] extra); see installed()."""
     return installed("tensorrt_rtx_bindings", "TensorRT-RTX", RTX_INSTALL, module_level)
+
+
+def wait_for(cond, what: str, timeout: float = 60.0) -> None:
+    """Poll until cond() is true (job done callbacks run just after the job's future resolves)."""
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
 
 
 def conv_model(channels: int = 8, size: int = 16, seed: int = 0) -> onnx.ModelProto:

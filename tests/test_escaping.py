@@ -14,7 +14,6 @@ import json
 import os
 import pkgutil
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ import trtlab
 from trtlab import Session, plots
 from trtlab.trtexec import load_trtexec
 
-from conftest import conv_model
+from conftest import conv_model, wait_for
 
 IMG = '<img src=x onerror="window.__pwned=1">'
 SCRIPT = '"><script>window.__pwned=1; alert(1)</script>'
@@ -95,14 +94,6 @@ def hostile_trtexec(tmp: Path) -> Path:
         rec["name"] = rename.get(rec["name"], rec["name"])
     (dst / "engine.profile.json").write_text(json.dumps(prof))
     return dst
-
-
-def wait_for(cond, what: str, timeout: float = 120.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")

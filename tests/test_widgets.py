@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pandas as pd
@@ -12,16 +11,7 @@ from trtlab import Session
 from trtlab.backends import available_backends
 from trtlab.widgets import LayerComparison, LayerTimings, MonitorChart, Panel
 
-from conftest import conv_model, tensorrt_rtx_bindings
-
-
-def wait_for(cond, what: str, timeout: float = 60.0) -> None:
-    """Poll until cond() is true (job done callbacks run just after the job's future resolves)."""
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
+from conftest import conv_model, tensorrt_rtx_bindings, wait_for
 
 
 @pytest.fixture
