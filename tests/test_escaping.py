@@ -175,9 +175,9 @@ def test_repr_html_escapes_every_name(hostile, kind):
 
 
 def test_markdown_table_escapes_names():
-    from trtlab.analysis.sweep import _markdown
+    from trtlab.analysis.sweep import markdown_table
     import pandas as pd
-    md = _markdown(pd.DataFrame({IMG: [SCRIPT], "n": [LINK + "|x"]}))
+    md = markdown_table(pd.DataFrame({IMG: [SCRIPT], "n": [LINK + "|x"]}))
     assert not raw_tags(md) and "\\|x" in md
     assert html.unescape(md.replace("\\|", "|")).count("window.__pwned=1") == 2
 
