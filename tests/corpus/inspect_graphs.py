@@ -158,8 +158,11 @@ def wrong_output_shapes(model: onnx.ModelProto, feeds: dict, actual: dict[str, t
     return wrong
 
 
-def features(model_path, feeds: dict | None = None) -> dict[str, object]:
-    """Feature name -> evidence (a truthy value) for every feature the graph has."""
+def features(model_path, feeds: dict | None = None,
+             actual: dict[str, tuple[int, ...]] | None = None) -> dict[str, object]:
+    """Feature name -> evidence (a truthy value) for every feature the graph has.
+
+    With `feeds`, the output shapes of one run (`actual`, or a plain-ORT run made here) are checked too."""
     model = onnx.load(str(model_path))
     g = model.graph
     nodes = [n for n, _ in walk(g)]
@@ -222,7 +225,7 @@ def features(model_path, feeds: dict | None = None) -> dict[str, object]:
     if model.ir_version <= 3 and any(v.name in inits for v in g.input):
         found["zoo-layout"] = f"IR {model.ir_version}, {sum(v.name in inits for v in g.input)} initializers as inputs"
     if feeds is not None:
-        wrong = wrong_output_shapes(model, feeds, run_shapes(model_path, feeds))
+        wrong = wrong_output_shapes(model, feeds, actual if actual is not None else run_shapes(model_path, feeds))
         if wrong:
             found["wrong-output-shape"] = wrong
     return found
