@@ -57,9 +57,11 @@ def test_session_benchmark_iterations_and_duration(tiny_model, workspace):
 
 def test_benchmark_with_user_data(tiny_model, workspace):
     s = trtlab.Session(tiny_model, workspace=workspace)
+    eng = s.build(batch=(1, 4, 8))  # random feeds would be the opt batch, 4
+    assert s.benchmark(eng, iterations=5).batch == 4
     x = np.ones((5, 3, 16, 16), np.float32)
-    r = s.benchmark(s.build(batch=5), iterations=5, data={"input": x})
-    assert r.batch == 5
+    r = s.benchmark(eng, iterations=5, data={"input": x})
+    assert r.batch == 5 and r.iterations == 5  # the user's batch of 5 is what ran
 
 
 def _plain_ort_nodes(model, level, tmp_path) -> list[str]:
