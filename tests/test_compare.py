@@ -403,11 +403,14 @@ def test_find_fp32_layers_stopped_after_k_steps_resumes_without_building_them_ag
     s = trtlab.Session(zoo.mlp(), workspace=tmp_path / "ws")
     k = 4
 
+    started = {}
+
     def stop_after_k(kind, p):
-        if kind == "progress" and p.job == job.id and p.total == 24 and p.done == k:
+        job = started.get("job")
+        if kind == "progress" and job is not None and p.job == job.id and p.total == 24 and p.done == k:
             job.cancel()  # the 4th step was measured (and stored); stop here
     s.events.subscribe(stop_after_k)
-    job = s.find_fp32_layers("fp16", background=True, **args)
+    job = started["job"] = s.find_fp32_layers("fp16", background=True, **args)
     with pytest.raises(CancelledError):
         job.result(timeout=120)
     stored = (tmp_path / "ws").rglob("trials.jsonl")

@@ -205,9 +205,10 @@ def test_session_tune_stopped_after_k_trials_resumes_in_a_new_session(tmp_path):
         if kind == "progress" and p.message == "warming up":
             trials_run.append(p.task)
         if kind == "progress" and p.message.startswith("trial 3:"):
-            job.cancel()  # trials 0, 1, 2 have finished
+            started["job"].cancel()  # trials 0, 1, 2 have finished
+    started = {}
     s.events.subscribe(watch)
-    job = s.tune(background=True, **args)
+    job = started["job"] = s.tune(background=True, **args)
     with pytest.raises(CancelledError):
         job.result(timeout=120)
     assert len(trials_run) == 3 and s.results("tune").empty
