@@ -9,7 +9,7 @@ import ipywidgets as W
 from ..config import PRECISIONS
 from ..errors import CancelledError, ConfigError
 from ..markup import esc
-from .common import error_html, fmt_bytes, note_html, ok_html, section
+from .common import error_html, fmt_bytes, ok_html, section
 
 if TYPE_CHECKING:
     from ..backends.base import Engine
@@ -330,8 +330,3 @@ class BuildTab:
     def close(self) -> None:
         """Stop listening to the session."""
         self._unsubscribe()
-
-
-def unavailable_note(what: str, why: str) -> W.HTML:
-    """A note shown in place of a feature that is not available yet."""
-    return W.HTML(note_html(f"<b>{esc(what)}</b> is not available: {esc(why)}"))

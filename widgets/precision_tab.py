@@ -16,17 +16,6 @@ if TYPE_CHECKING:
     from ..session import Session
 
 
-def compare_available(session: "Session") -> tuple[bool, str]:
-    """(True, "") when the precision lab (Session.compare) is present, else (False, why)."""
-    try:
-        import trtlab.analysis.compare  # noqa: F401
-    except ImportError as exc:
-        return False, f"trtlab.analysis.compare cannot be imported ({exc})"
-    if not callable(getattr(session, "compare", None)):
-        return False, "this trtlab has no Session.compare"
-    return True, ""
-
-
 def result_frame(result: Any) -> pd.DataFrame:
     """The per-tensor table of a comparison result (its to_frame()), or the frame itself."""
     if isinstance(result, pd.DataFrame):
@@ -100,21 +89,18 @@ class PrecisionTab:
         self.job = None
         self.result: Any = None
         self.ranges: Any = None
-        ok, why = compare_available(session)
-        self.available = ok
         self.reference = W.Dropdown(options=list(PRECISIONS), value="fp32", description="reference")
         self.candidate = W.ToggleButtons(options=[p for p in PRECISIONS if p != "fp32"], value="fp16",
                                          description="candidate", style={"button_width": "100px"})
         self.batches = W.IntText(value=1, description="batches", tooltip="random input batches to compare over",
                                  layout=W.Layout(width="180px"))
-        self.compare_button = W.Button(description="Compare", button_style="primary", disabled=not ok,
+        self.compare_button = W.Button(description="Compare", button_style="primary",
                                        tooltip="layer-wise comparison: every tensor marked, streamed by segments")
-        self.range_button = W.Button(description="FP16 range report", disabled=not ok,
+        self.range_button = W.Button(description="FP16 range report",
                                      tooltip="FP32 run: per-tensor magnitudes against the FP16/BF16 ranges")
         self.cancel_button = W.Button(description="Cancel", button_style="warning", disabled=True)
         self.progress = W.FloatProgress(value=0, min=0, max=1, layout=W.Layout(width="300px"))
-        self.status = W.HTML(note_html("The precision lab is <b>not available yet</b>: " + esc(why))
-                             if not ok else "")
+        self.status = W.HTML()
         self.pin_note = W.HTML()
         self.pin_note.add_class("trtlab-pin-note")
         self.rebuild_button = W.Button(description="Rebuild with pins", icon="refresh",
@@ -156,7 +142,7 @@ class PrecisionTab:
         return {"precision": cand, "fp32_layers": pins} if pins else cand
 
     def _on_compare(self, _b: Any = None) -> None:
-        if not self.available or self._busy():
+        if self._busy():
             return
         ref, cand = self.reference.value, self.candidate_spec()
         try:
@@ -168,7 +154,7 @@ class PrecisionTab:
                          f"against {ref}", self._on_compared)
 
     def _on_ranges(self, _b: Any = None) -> None:
-        if not self.available or self._busy():
+        if self._busy():
             return
         try:
             job = self.session.fp16_range_report(data=max(1, self.batches.value), background=True)
