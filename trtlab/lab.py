@@ -220,17 +220,20 @@ def find_fp32_layers(session: "Session", candidate: str, tolerance: float, data:
                      metric: str, max_steps: int, seed: int, calibration: Any, dims: Mapping[str, int] | None,
                      resume: bool, background: bool):
     """The smallest set of nodes to pin to FP32 for `metric` <= tolerance; each step stored as it is measured
-    and, with resume, taken from the store when an earlier search of the same data and settings measured it."""
-    from .analysis.find_fp32 import find_fp32_layers as _find
+    and, with resume, taken from the store when an earlier search of the same data and settings measured it.
+    The search gets plain callables: score(pins) builds and runs the pinned candidate on the session's backend
+    against the FP32 outputs, ranking() runs a layer-wise comparison."""
+    from .analysis.find_fp32 import check_search, error_gain_ranking, find_fp32_layers as _find, worst_output_error
     from .analysis.trials import TrialStore
 
     def work(rep: Reporter):
+        check_search(tolerance, metric)
         batches = list(lab_batches(session, data, batch, seed, dims)[0])
         if not batches:
             from .errors import InputError
             raise InputError("no batches: the data iterable yielded nothing")
-        cand = session.make_config(candidate, batch=batch or batch_of(batches[0]), dims=dims,
-                                   calibration=calibration)
+        b = batch or batch_of(batches[0])
+        cand = session.make_config(candidate, batch=b, dims=dims, calibration=calibration)
         store = TrialStore(session.workspace, "find_fp32", "find-fp32", {
             "candidate": cand.to_dict(), "tolerance": tolerance, "metric": metric, "max_steps": max_steps,
             "data": batches_digest(batches)})
@@ -238,8 +241,33 @@ def find_fp32_layers(session: "Session", candidate: str, tolerance: float, data:
         if stored:
             rep.write("info", f"find_fp32_layers resumes {store.id}: {len(stored)} record(s) in {store.folder}",
                       "precision")
-        result = _find(session, candidate, tolerance, batches, batch, metric, max_steps, seed, calibration, rep,
-                       dims, on_step=store.append, stored=stored)
+        outputs = [o.name for o in session.model.outputs]
+        base = {"batch": b, "calibration": calibration, "dims": dims}
+        quiet = rep.child("find", events=False)
+
+        def run(spec: dict[str, Any]) -> list[dict[str, np.ndarray]]:
+            config, variant = lab_variant(session, spec, rep)
+            engine = session.backend.build(session.model, variant, config, quiet)
+            try:
+                return [engine.run(f, outputs) for f in batches]
+            finally:
+                engine.close()
+
+        reference: list[dict[str, np.ndarray]] = []  # FP32 outputs, run once the first new step needs them
+
+        def score(pins: list[str]) -> float:
+            if not reference:
+                reference.extend(run({"precision": "fp32", "batch": b, "dims": dims}))
+            return worst_output_error(reference, run({**base, "precision": candidate, "fp32_layers": pins}),
+                                      outputs, metric)
+
+        def ranking() -> list[str]:
+            comp = session.compare("fp32", {**base, "precision": candidate}, outputs="all", data=batches, batch=b,
+                                   dims=dims)
+            return error_gain_ranking(comp.frame, session.model.proto.graph.node)
+
+        result = _find(score, ranking, tolerance, metric, max_steps, progress=lambda i, n, text: rep.update(i, n, text),
+                       on_step=store.append, stored=stored)
         session.workspace.save_result("find_fp32_layers", result.to_dict(), result.steps, result=result)
         rep.write("info", repr(result), "precision")
         return result

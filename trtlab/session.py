@@ -271,16 +271,6 @@ class Session:
         """Per ONNX node of the variant: supported by the TensorRT parser or not, with the parser's reason."""
         return lab.parser_report(self, precision, **build_args)
 
-    # what analysis.find_fp32 runs on
-    def _lab_variant(self, spec: EngineSpec, rep: Reporter, **defaults: Any):
-        return lab.lab_variant(self, spec, rep, **defaults)
-
-    def _lab_batches(self, data: Any, batch: int | None, seed: int = 0, dims: Mapping[str, int] | None = None):
-        return lab.lab_batches(self, data, batch, seed, dims)
-
-    def _batch_of(self, data: Any) -> int:
-        return lab.batch_of(data)
-
     # ---- tuning --------------------------------------------------------------------------
     def sweep(self, batch: Iterable[int] | int = (1,), precision: Iterable[str] | str = ("fp32",),
               concurrency: Iterable[int] | int = (1,), options: Mapping[str, Iterable[Any]] | None = None,

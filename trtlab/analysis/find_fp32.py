@@ -1,19 +1,22 @@
 """Find the smallest set of nodes to pin to FP32 so a reduced-precision engine's final outputs meet a tolerance.
 
-1. Compare candidate and FP32 tensor by tensor; rank nodes by how much relative RMS error their own output
-   adds over their inputs' (error gain), largest first.
-2. Bisection over that ranking (like Polygraphy's `debug precision`): pin the first k ranked nodes, build,
-   check the final outputs; find the smallest passing k (assumes more pins never hurt).
+1. Score the unpinned candidate; if it fails, take a ranking of nodes (the session ranks by how much relative RMS
+   error each node's own output adds over its inputs' in a layer-wise comparison: `error_gain_ranking`).
+2. Bisection over that ranking (like Polygraphy's `debug precision`): pin the first k ranked nodes, score; find the
+   smallest passing k (assumes more pins never hurt).
 3. Try dropping each chosen pin once (most recent first) while the budget of steps lasts, to shrink the set.
-Every engine built is recorded as a step (pins, metric, pass/fail), passed to `on_step` as it is measured
-(and the ranking once made), so a search that stops loses nothing; given those records back as `stored`, a
-search takes each pin set measured before (and the ranking) from them instead of building it again.
+Every score is recorded as a step (pins, metric, pass/fail), passed to `on_step` as it is measured (and the
+ranking once made), so a search that stops loses nothing; given those records back as `stored`, a search takes
+each pin set measured before (and the ranking) from them instead of scoring it again.
+
+The search knows nothing of engines: it takes `score(pins) -> float` and the ranking as plain callables, so the
+session decides how a pinned variant is built and measured.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -50,11 +53,23 @@ class FindResult:
         return f"<b>{esc(repr(self))}</b>" + self.steps.to_html()
 
 
-def error_gain_ranking(frame: Any, model: Any) -> list[str]:
-    """Node names ordered by how much relative RMS error each adds over its inputs (largest first)."""
+METRICS = ("rel_rms_err", "max_abs_err", "mean_rel_err")
+
+
+def check_search(tolerance: float, metric: str) -> None:
+    """ConfigError unless `metric` is one TensorStats reports and `tolerance` is positive."""
+    if metric not in METRICS:
+        raise ConfigError(f"metric {metric!r}: use {', '.join(repr(m) for m in METRICS)}")
+    if not tolerance > 0:
+        raise ConfigError(f"tolerance must be > 0, got {tolerance}")
+
+
+def error_gain_ranking(frame: Any, nodes: Iterable[Any]) -> list[str]:
+    """Names of `nodes` (ONNX NodeProtos, graph order) by how much relative RMS error each adds over its inputs in a
+    comparison frame (columns tensor, rel_rms_err), largest first."""
     err = dict(zip(frame["tensor"], frame["rel_rms_err"]))
     scored = []
-    for n in model.proto.graph.node:
+    for n in nodes:
         outs = [err[o] for o in n.output if o in err and math.isfinite(err[o])]
         if not outs:
             continue
@@ -65,23 +80,33 @@ def error_gain_ranking(frame: Any, model: Any) -> list[str]:
     return [name for _, _, name in scored]
 
 
-def find_fp32_layers(session: Any, candidate: str, tolerance: float, data: Any, batch: int | None, metric: str,
-                     max_steps: int, seed: int, calibration: Any, reporter: Any, dims: Any = None,
+def worst_output_error(reference: Sequence[Mapping[str, np.ndarray]], candidate: Sequence[Mapping[str, np.ndarray]],
+                       outputs: Sequence[str], metric: str) -> float:
+    """The largest `metric` over `outputs`, each accumulated over the batches of two runs (lists of output dicts)."""
+    worst = 0.0
+    for name in outputs:
+        st = TensorStats(name)
+        for r, c in zip(reference, candidate):
+            st.update(r[name], c[name])
+        worst = max(worst, float(st.row()[metric]))
+    return worst
+
+
+def find_fp32_layers(score: Callable[[list[str]], float], ranking: Callable[[], Sequence[str]] | Sequence[str],
+                     tolerance: float, metric: str = "rel_rms_err", max_steps: int = 24,
+                     progress: Callable[[int, int, str], None] | None = None,
                      on_step: Callable[[dict[str, Any]], None] | None = None,
                      stored: Iterable[Mapping[str, Any]] = ()) -> FindResult:
-    """See the module docstring; `session` is a trtlab Session."""
+    """The smallest prefix of `ranking` (then pruned) whose `score(pins)` is <= `tolerance`; see the module docstring.
+
+    `score(pins)` measures the candidate with `pins` kept in FP32 (lower is better, `metric` names it); `ranking` is
+    the nodes to try, best first, or a callable giving it (called only when the unpinned candidate fails and no
+    stored ranking exists). `progress(step, max_steps, text)` is told of each step; `on_step(record)` gets each
+    newly measured step ({"record": "step", ...}) and a newly made ranking ({"record": "ranking", ...}).
+    """
     import pandas as pd
 
-    if metric not in ("rel_rms_err", "max_abs_err", "mean_rel_err"):
-        raise ConfigError(f"metric {metric!r}: use 'rel_rms_err', 'max_abs_err' or 'mean_rel_err'")
-    if not tolerance > 0:
-        raise ConfigError(f"tolerance must be > 0, got {tolerance}")
-    batches, _ = session._lab_batches(data, batch, seed, dims)
-    batches = list(batches)
-    b = batch or session._batch_of(batches[0])
-    outputs = [o.name for o in session.model.outputs]
-    base = {"batch": b, "calibration": calibration, "dims": dims}
-    quiet = reporter.child("find", events=False)
+    check_search(tolerance, metric)
     measured: dict[tuple[str, ...], float] = {}
     stored_ranking = None
     for rec in stored:
@@ -90,74 +115,49 @@ def find_fp32_layers(session: Any, candidate: str, tolerance: float, data: Any, 
             measured[tuple(rec["pinned"])] = math.inf if value is None else float(value)  # null: not finite
         elif rec.get("record") == "ranking" and isinstance(rec.get("ranking"), list):
             stored_ranking = [str(n) for n in rec["ranking"]]
-
-    def run(spec: dict[str, Any]) -> list[dict[str, np.ndarray]]:
-        config, variant = session._lab_variant(spec, reporter)
-        engine = session.backend.build(session.model, variant, config, quiet)
-        try:
-            return [engine.run(f, outputs) for f in batches]
-        finally:
-            engine.close()
-
-    reference: list[dict[str, np.ndarray]] = []  # FP32 outputs, run once the first step needs them
     steps: list[dict[str, Any]] = []
 
-    def score(pins: list[str], phase: str) -> float:
+    def measure(pins: list[str], phase: str) -> float:
         resumed = tuple(pins) in measured
-        if resumed:
-            worst = measured[tuple(pins)]
-        else:
-            if not reference:
-                reference.extend(run({"precision": "fp32", "batch": b, "dims": dims}))
-            got = run({**base, "precision": candidate, "fp32_layers": pins})
-            worst = 0.0
-            for name in outputs:
-                st = TensorStats(name)
-                for r, c in zip(reference, got):
-                    st.update(r[name], c[name])
-                worst = max(worst, float(st.row()[metric]))
+        worst = measured[tuple(pins)] if resumed else float(score(list(pins)))
         row = {"step": len(steps), "phase": phase, "pins": len(pins), "pinned": list(pins), metric: worst,
                "passed": worst <= tolerance, "resumed": resumed}
         steps.append(row)
         if on_step is not None and not resumed:
             on_step({"record": "step", **row})
-        reporter.update(len(steps), max_steps, f"{phase}: {len(pins)} pins -> {metric} {worst:.3g}"
-                        + (" (stored)" if resumed else ""))
+        if progress is not None:
+            progress(len(steps), max_steps, f"{phase}: {len(pins)} pins -> {metric} {worst:.3g}"
+                     + (" (stored)" if resumed else ""))
         return worst
 
-    baseline = score([], "unpinned")
+    baseline = measure([], "unpinned")
     pins: list[str] = []
-    ranking: list[str] = []
+    ranked: list[str] = []
     final = baseline
     if baseline > tolerance:
         if stored_ranking is not None:
-            ranking = stored_ranking
+            ranked = stored_ranking
         else:
-            comp = session.compare("fp32", {**base, "precision": candidate}, outputs="all", data=batches, batch=b,
-                                   dims=dims)
-            ranking = error_gain_ranking(comp.frame, session.model)
+            ranked = list(ranking() if callable(ranking) else ranking)
             if on_step is not None:
-                on_step({"record": "ranking", "ranking": ranking})
-        lo, hi = 0, len(ranking)
-        hi_score = score(ranking, "all ranked pinned")
-        if hi_score > tolerance:
-            final, pins = hi_score, list(ranking)
-        else:
-            final, pins = hi_score, list(ranking)
+                on_step({"record": "ranking", "ranking": ranked})
+        lo, hi = 0, len(ranked)
+        final, pins = measure(ranked, "all ranked pinned"), list(ranked)
+        if final <= tolerance:
             while hi - lo > 1 and len(steps) < max_steps:
                 mid = (lo + hi) // 2
-                s = score(ranking[:mid], "bisect")
+                s = measure(ranked[:mid], "bisect")
                 if s <= tolerance:
-                    hi, final, pins = mid, s, ranking[:mid]
+                    hi, final, pins = mid, s, ranked[:mid]
                 else:
                     lo = mid
             for name in list(reversed(pins)):
                 if len(steps) >= max_steps or len(pins) <= 1:
                     break
                 trial = [p for p in pins if p != name]
-                s = score(trial, "prune")
+                s = measure(trial, "prune")
                 if s <= tolerance:
                     pins, final = trial, s
     frame = pd.DataFrame(steps, columns=["step", "phase", "pins", "pinned", metric, "passed", "resumed"])
     return FindResult(pins=pins, met=final <= tolerance, tolerance=tolerance, metric=metric, baseline=baseline,
-                      final=final, steps=frame, ranking=ranking)
+                      final=final, steps=frame, ranking=ranked)
