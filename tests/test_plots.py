@@ -206,11 +206,30 @@ def test_error_growth_marks_first_divergence(real_compare):
     assert fig.layout.shapes[0].x0 == 2
     assert fig.layout.yaxis.type == "log"
     assert list(fig.layout.xaxis.ticktext) == GRAPH_ORDER
-    # without a divergence given: none found, or the first tensor above an explicit tolerance
-    assert "no divergence" in plots.error_growth(frame).layout.title.text
-    rel = frame["rel_rms_err"].to_numpy()
-    assert plots.first_divergence(frame, threshold=0.01) == int(np.flatnonzero(rel > 0.01)[0]) == 2
-    assert plots.first_divergence(frame, threshold=10 * rel.max()) is None
+    # without a divergence given, the chart finds the same one the comparison reports
+    found = next(t for t in plots.error_growth(frame).data if t.name == "first divergence")
+    assert list(found.x) == [2]
+
+
+def test_error_growth_divergence_by_hand():
+    from trtlab.analysis.compare import ComparisonResult, TensorStats, stats_frame
+    rows = []
+    for i, err in enumerate([1e-4, 2e-4, 1.5e-4, 3e-3, 5e-3]):
+        st = TensorStats(f"t{i}")
+        ref = np.ones(100, np.float32)
+        st.update(ref, ref * (1 + err))
+        rows.append(st)
+    frame = stats_frame(rows)
+    fig = plots.error_growth(frame)
+    marker = next(t for t in fig.data if t.name == "first divergence")
+    # by hand: t3's error 3e-3 is above 1e-3 and above 10 x the median 1.5e-4 of t0..t2
+    assert list(marker.x) == [3]
+    assert fig.layout.shapes[0].x0 == 3
+    assert fig.layout.yaxis.type == "log"
+    # the chart marks the same tensor the comparison result reports
+    assert ComparisonResult(frame, "fp32", "fp16", 1).first_divergence()["tensor"] == "t3"
+    calm = plots.error_growth(stats_frame(rows[:3]))
+    assert not [t for t in calm.data if t.name == "first divergence"] and "no divergence" in calm.layout.title.text
 
 
 def test_throughput_vs_batch_marks_the_knee():

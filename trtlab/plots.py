@@ -14,6 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .analysis.compare import DIVERGENCE_COLUMNS, first_divergence
 from .analysis.knee import KNEE_FRACTION, find_knee
 from .errors import ConfigError
 from .markup import plot_text
@@ -389,28 +390,13 @@ def fp16_range_counts(range_frame: pd.DataFrame, precision: str = "fp16", title:
     return fig
 
 
-def first_divergence(compare_frame: pd.DataFrame, value: str | None = None, threshold: float | None = None) -> int | None:
-    """Row position of the first tensor (graph order) that fails: `passed` False, or `value` above `threshold`."""
-    f = compare_frame.reset_index(drop=True)
-    if "first_divergence" in f and f["first_divergence"].astype(bool).any():
-        return int(np.flatnonzero(f["first_divergence"].astype(bool).to_numpy())[0])
-    if threshold is None and "passed" in f:
-        bad = ~f["passed"].astype(bool).to_numpy()
-    elif threshold is not None:
-        v = _pick(f, GROWTH_COLUMNS, "first_divergence", value)
-        bad = (pd.to_numeric(f[v], errors="coerce") > threshold).to_numpy()
-    else:
-        return None
-    idx = np.flatnonzero(bad)
-    return int(idx[0]) if idx.size else None
-
-
 def error_growth(compare_frame: pd.DataFrame, value: str | None = None, threshold: float | None = None,
                  divergence: Any = None, title: str | None = None) -> go.Figure:
     """Error along the graph (tensor order, log y) with the first divergence marked.
 
     `divergence` (a tensor name, a position, or ComparisonResult.first_divergence()'s dict) says where; otherwise
-    the first row with `passed` False or with `value` above `threshold`.
+    the frame's own first divergence (trtlab.analysis.compare.first_divergence) when it has the columns for it.
+    `threshold`, when given, is drawn as the tolerance line.
     """
     t = _pick(compare_frame, TENSOR_COLUMNS, "error_growth")
     v = _pick(compare_frame, GROWTH_COLUMNS, "error_growth", value)
@@ -422,7 +408,9 @@ def error_growth(compare_frame: pd.DataFrame, value: str | None = None, threshol
                                customdata=np.asarray([plot_text(n) for n in f[t]], dtype=object).reshape(-1, 1),
                                hovertemplate="%{customdata[0]}<br>position %{x}<br>" + v + " = %{y:.4g}"
                                              "<extra></extra>"))
-    first = _position(f, t, divergence) if divergence is not None else first_divergence(f, v, threshold)
+    if divergence is None and all(c in f for c in DIVERGENCE_COLUMNS):
+        divergence = first_divergence(f)
+    first = _position(f, t, divergence)
     if first is not None:
         reason = plot_text(divergence.get("reason", "")) if isinstance(divergence, dict) else ""
         where = plot_text(f[t].iloc[first])
@@ -486,6 +474,6 @@ def throughput_vs_batch(sweep_frame: pd.DataFrame, x: str = "batch", y: str = "t
     return fig
 
 
-__all__ = ["deviation_ratio", "empty_figure", "error_growth", "first_divergence", "fp16_range_counts",
+__all__ = ["deviation_ratio", "empty_figure", "error_growth", "fp16_range_counts",
            "latency_histogram", "latency_timeline", "layer_comparison", "layer_timings", "monitor_groups",
            "monitor_timeline", "op_type_breakdown", "throughput_vs_batch"]

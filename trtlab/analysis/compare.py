@@ -128,6 +128,36 @@ class TensorStats:
                 "underflow": self.underflow, "subnormal": self.subnormal}
 
 
+DIVERGENCE_COLUMNS = ("tensor", "rel_rms_err", "ref_nan", "cand_nan", "ref_inf", "cand_inf")
+
+
+def first_divergence(frame: Any, factor: float = 10.0, floor: float = 1e-3) -> dict[str, Any] | None:
+    """The first tensor (graph order) of a comparison frame whose relative RMS error exceeds both `floor` and
+    `factor` x the median of the tensors before it, or whose candidate has NaN/Inf where the reference has none.
+
+    Returns {"index", "position", "tensor", "rel_rms_err", "previous_median", "reason"}, or None when no tensor
+    diverges. `frame` has the columns of stats_frame (at least DIVERGENCE_COLUMNS)."""
+    missing = [c for c in DIVERGENCE_COLUMNS if c not in frame]
+    if missing:
+        raise ConfigError(f"first_divergence needs a comparison frame (Session.compare(...).frame); "
+                          f"this one lacks {missing}")
+    errs: list[float] = []
+    for pos, (_, row) in enumerate(frame.iterrows()):
+        err = float(row["rel_rms_err"])
+        bad = (row["cand_nan"] > row["ref_nan"]) or (row["cand_inf"] > row["ref_inf"])
+        base = float(np.median(errs)) if errs else 0.0
+        if bad or (err > floor and (not errs or err > factor * base)):
+            reason = ("candidate has NaN/Inf where the reference has none" if bad else
+                      f"relative RMS error {err:.3g} > {factor:g} x median {base:.3g} of earlier tensors "
+                      f"and > {floor:g}")
+            index = int(row["index"]) if "index" in row and row["index"] == row["index"] else pos
+            return {"index": index, "position": pos, "tensor": row["tensor"], "rel_rms_err": err,
+                    "previous_median": base, "reason": reason}
+        if math.isfinite(err):
+            errs.append(err)
+    return None
+
+
 @dataclass
 class ComparisonResult:
     """One row per compared tensor in graph order; `first_divergence()` points at where error jumps."""
@@ -145,22 +175,8 @@ class ComparisonResult:
         return self.frame.copy()
 
     def first_divergence(self, factor: float = 10.0, floor: float = 1e-3) -> dict[str, Any] | None:
-        """First tensor whose relative RMS error exceeds both `floor` and `factor` x the median of the
-        tensors before it, or whose candidate has NaN/Inf where the reference has none; None if none."""
-        errs: list[float] = []
-        for _, row in self.frame.iterrows():
-            err = float(row["rel_rms_err"])
-            bad = (row["cand_nan"] > row["ref_nan"]) or (row["cand_inf"] > row["ref_inf"])
-            base = float(np.median(errs)) if errs else 0.0
-            if bad or (err > floor and (not errs or err > factor * base)):
-                reason = ("candidate has NaN/Inf where the reference has none" if bad else
-                          f"relative RMS error {err:.3g} > {factor:g} x median {base:.3g} of earlier tensors "
-                          f"and > {floor:g}")
-                return {"index": int(row["index"]), "tensor": row["tensor"], "rel_rms_err": err,
-                        "previous_median": base, "reason": reason}
-            if math.isfinite(err):
-                errs.append(err)
-        return None
+        """The first divergence of this comparison (see the module function first_divergence)."""
+        return first_divergence(self.frame, factor, floor)
 
     @property
     def summary(self) -> dict[str, Any]:
