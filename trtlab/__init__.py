@@ -1,13 +1,12 @@
 """trtlab: analyse and tune deep-learning inference the way TensorRT users do, in JupyterLab or a shell."""
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from .config import BuildConfig
 from .environment import environment
 from .errors import TrtlabError
 from .model import Model, load_model
 from .session import Session
+from .version import __version__
 
 from . import zoo  # noqa: E402  (generated demo models; no download)
 from .trtexec import load_trtexec  # noqa: E402

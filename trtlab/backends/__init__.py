@@ -44,7 +44,7 @@ def available_backends() -> dict[str, dict[str, Any]]:
 def get_backend(name: str) -> Backend:
     """An instance of the named backend; 'auto' prefers TensorRT on a GPU, then ONNX Runtime."""
     if name == "auto":
-        from ..environment import cuda_device_count
+        from ..devices import cuda_device_count
         if cuda_device_count() > 0:
             for cand in ("tensorrt", "tensorrt-rtx"):
                 try:

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..config import BuildConfig
 from ..errors import BackendUnavailableError, BuildError, ConfigError, InputError, PrecisionNotSupportedError, UnsupportedOpsetError
-from ..environment import cuda_device_count
+from ..devices import cuda_device_count
 from ..model import Model, TensorInfo
 from ..precision.variant import Variant
 from .base import Backend, Engine
@@ -346,7 +346,7 @@ class OnnxRuntimeBackend(Backend):
         used = session.get_providers()
         device = "CPU"
         if used[0] == "CUDAExecutionProvider":
-            from ..environment import gpu_names
+            from ..devices import gpu_names
             names = gpu_names()
             device = names[0] if names else "CUDA GPU"
         metadata = {"backend": self.name, "versions": self.versions(), "providers": used, "device": device,

@@ -42,7 +42,7 @@ class _TensorRTFamily(Backend):
         api, detail = find_api(cls.family)
         if api is None:
             return False, f"{cls.family} is not installed ({detail}); install it with: {INSTALL[cls.family]}"
-        from ...environment import cuda_device_count
+        from ...devices import cuda_device_count
         if cuda_device_count() == 0:  # say what works here, so nobody expects engines to run
             return True, (f"{api.module_name} {api.version}: builds only (no NVIDIA GPU here"
                           + ("; RTX builds need compute_capability=)" if api.is_rtx else ")"))
