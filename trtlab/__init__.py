@@ -14,7 +14,7 @@ from .trtexec import load_trtexec  # noqa: E402
 
 def load_engine(path: str, **kwargs):
     """Load a saved TensorRT plan, refusing one from another TensorRT version or GPU (see its metadata JSON)."""
-    from .backends.tensorrt.plan import load_engine as _load  # TensorRT is imported only when asked for
+    from .backends.tensorrt.runtime import load_engine as _load  # TensorRT is imported only when asked for
     return _load(path, **kwargs)
 
 __all__ = ["BuildConfig", "Model", "Session", "TrtlabError", "environment", "load_engine", "load_model", "load_trtexec",

@@ -10,9 +10,9 @@ from ..base import Backend
 from ._import import INSTALL, TrtApi, find_api, load_api, normalise_cc
 from .builder import build_plan, parser_report
 from .inspector import layer_lines
-from .plan import check_compatible, check_integrity, load_engine, plan_metadata
+from .plan import check_compatible, check_integrity, plan_metadata
 from .plugin_tracer import PluginTracer, trace_plugin
-from .runtime import TensorRTEngine, running_device
+from .runtime import TensorRTEngine, load_engine, running_device
 
 if TYPE_CHECKING:
     import pandas as pd

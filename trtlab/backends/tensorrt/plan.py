@@ -8,7 +8,7 @@ from typing import Any
 
 from ...errors import PlanError, PlanMismatchError
 from ...workspace import atomic_write, write_json
-from ._import import TrtApi, load_api
+from ._import import TrtApi
 from .cuda import DeviceInfo
 
 FORMAT = "trtlab-tensorrt-plan/1"
@@ -93,15 +93,3 @@ def check_compatible(meta: dict[str, Any], api: TrtApi, device: DeviceInfo | Non
                                 f"{', '.join(ccs) or '?'}), but this GPU is {device.name} "
                                 f"({device.compute_capability}); TensorRT plans are not portable across GPUs "
                                 f"(TensorRT FAQ 15): rebuild the engine here")
-
-
-def load_engine(path: str | Path, reporter: Any = None) -> Any:
-    """Load a plan saved by engine.save(): refuse a truncated plan or one from another library version or GPU."""
-    from .runtime import TensorRTEngine, running_device
-    plan, meta = read_plan(path)
-    family = meta.get("backend")
-    if family not in ("tensorrt", "tensorrt-rtx"):
-        raise PlanError(f"{metadata_path(path)} names backend {family!r}; expected 'tensorrt' or 'tensorrt-rtx'")
-    api = load_api(family)
-    check_compatible(meta, api, running_device(), str(path))
-    return TensorRTEngine.from_plan(api, plan, meta, reporter=reporter)

@@ -16,7 +16,7 @@ from . import _import
 from .builder import numpy_dtype
 from .cuda import DeviceBuffer, DeviceInfo, EventTimer, Stream, check, current_device
 from .logger import capture_log, shared_logger
-from .plan import save_plan
+from .plan import check_compatible, metadata_path, read_plan, save_plan
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -450,3 +450,14 @@ def make_profiler(api: "TrtApi") -> Any:
             self.times[layer_name].append(float(ms))
 
     return LayerTimes()
+
+
+def load_engine(path: str | Path, reporter: Any = None) -> Any:
+    """Load a plan saved by engine.save(): refuse a truncated plan or one from another library version or GPU."""
+    plan, meta = read_plan(path)
+    family = meta.get("backend")
+    if family not in ("tensorrt", "tensorrt-rtx"):
+        raise PlanError(f"{metadata_path(path)} names backend {family!r}; expected 'tensorrt' or 'tensorrt-rtx'")
+    api = _import.load_api(family)
+    check_compatible(meta, api, running_device(), str(path))
+    return TensorRTEngine.from_plan(api, plan, meta, reporter=reporter)
