@@ -22,7 +22,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # device probing, the utilization monitor, and the hook registry the UI fills and the hub calls
     ("base", ("trtlab.errors", "trtlab.config", "trtlab.events", "trtlab.workspace", "trtlab.devices",
               "trtlab.monitor", "trtlab.version", "trtlab.hooks")),
-    ("model", ("trtlab.model", "trtlab.zoo")),
+    # the model, its demo zoo, and the input data a user gives for it (feed checking, batch iteration)
+    ("model", ("trtlab.model", "trtlab.zoo", "trtlab.feeds", "trtlab.batches")),
     ("precision", ("trtlab.precision",)),
     ("tables", ("trtlab.tables",)),
     ("backends", ("trtlab.backends",)),
