@@ -19,9 +19,9 @@ SOURCES = {"trtlab": ROOT / "trtlab", "trtlab.widgets": ROOT / "widgets"}
 # "trtlab.zoo.bert"); the package "trtlab" itself (its __init__, the public surface) sits at the top.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # base utilities every layer may use: errors, build configuration, events and jobs, the workspace writer,
-    # device probing, the utilization monitor, and the hook registry the UI fills and the hub calls
+    # device probing, the utilization monitor, the hook registry the UI fills and the hub calls, HTML escaping
     ("base", ("trtlab.errors", "trtlab.config", "trtlab.events", "trtlab.workspace", "trtlab.devices",
-              "trtlab.monitor", "trtlab.version", "trtlab.hooks")),
+              "trtlab.monitor", "trtlab.version", "trtlab.hooks", "trtlab.markup")),
     # the model, its demo zoo, and the input data a user gives for it (feed checking, batch iteration)
     ("model", ("trtlab.model", "trtlab.zoo", "trtlab.feeds", "trtlab.batches")),
     ("precision", ("trtlab.precision",)),
