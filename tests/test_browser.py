@@ -218,3 +218,69 @@ def test_report_opens_offline_and_shows_its_charts(browser, tmp_path):
     assert page.locator(".js-plotly-plot .main-svg").count() >= 4  # actually drawn, not just data
     assert requested == []
     page.close()
+
+
+def test_hostile_model_runs_no_script_in_jupyterlab(lab, browser):
+    """A model whose every name is an XSS payload: results, charts and the dashboard render it as text."""
+    import nbformat
+    import onnx
+    from test_escaping import IMG, LINK, hostile_model
+    model = lab["root"] / f"{IMG}.onnx"  # the file name is the model's name: an <img> with an error handler
+    onnx.save(hostile_model(), model)
+    cells = [
+        # the canary: this server runs handlers in a trusted cell's HTML, so not running ours means escaped
+        "from IPython.display import HTML, display\n"
+        "display(HTML('<img src=\"data:,\" onerror=\"window.__canary = 1\">'))",
+        f"from trtlab import Session, plots\ns = Session({model.name!r}, workspace='.trtlab-hostile')\n"
+        "eng = s.build('fp32', batch=1)\ns",
+        "prof = s.profile_layers(eng, runs=2, warmup=1)\nprof",
+        "bench = s.benchmark(eng, iterations=20, warmup=1)\nbench",
+        "cmp = s.compare('fp32', 'fp16')\ncmp",
+        "s.fp16_range_report()",
+        "plots.layer_timings(prof.frame)",
+        "p = s.panel(monitor=False)\np.add_engine(eng)\np.layers.add_profile(prof)\np.build.bench.show(bench)\n"
+        "p.precision.show(cmp)\np.outputs.set(s.model.activation_names()[:3])\n"
+        "p.build.pins.set(s.model.node_names[:3])\np",
+        "print('hostile notebook' + ' done')",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(lab["root"] / "hostile.ipynb"))
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(f"{lab['base']}/lab/tree/hostile.ipynb?token={lab['token']}")
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
+    try:
+        page.locator(".jp-Dialog .jp-Dialog-button.jp-mod-accept").first.click(timeout=5_000)
+    except Exception:
+        pass
+    page.wait_for_selector(".jp-NotebookPanel-toolbar", timeout=60_000)
+    page.locator(".jp-Notebook").first.click()
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+    page.wait_for_function("""() => [...document.querySelectorAll('.jp-OutputArea-output')]
+                                    .some(e => e.innerText.includes('hostile notebook done'))""", timeout=240_000)
+    stderr = page.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')
+    assert stderr.count() == 0, "\n".join(stderr.all_inner_texts())
+    page.locator(".trtlab-panel").wait_for(timeout=60_000)
+    page.wait_for_function("""() => [...document.querySelectorAll('.js-plotly-plot')]
+                                    .filter(e => e.querySelector('.main-svg')).length >= 2""", timeout=120_000)
+    page.wait_for_function("() => window.__canary === 1", timeout=30_000)
+    page.wait_for_timeout(1000)  # any image error handler from a name would have fired by now
+    assert page.evaluate("() => window.__pwned") is None
+    assert dialogs == []
+    assert page.evaluate("""() => document.querySelectorAll('a[href*="evil.example"]').length""") == 0
+    text = page.evaluate("() => document.body.innerText")
+    assert f"Per-layer profile {IMG}" in text  # the LayerProfile heading, the name shown as text
+    # ipywidgets show the names as text too: the layer picker's options and the outputs tab's checkboxes
+    options = page.evaluate("""() => [...document.querySelectorAll('.trtlab-layer-picker option')]
+                                     .map(o => o.textContent.replace(/\\u00a0/g, ' '))""")
+    assert any(o.startswith(IMG) for o in options), options
+    assert any(o.startswith(LINK) for o in options), options
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator(".trtlab-panel").evaluate("e => e.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(SCREENSHOTS / "hostile-jupyterlab.png"))
+    page.close()
