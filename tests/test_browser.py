@@ -250,7 +250,8 @@ def test_hostile_model_runs_no_script_in_jupyterlab(lab, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    page.goto(f"{lab['base']}/lab/tree/hostile.ipynb?token={lab['token']}")
+    # a workspace of its own: the quick-start notebook, open in the default one, stays out of this page
+    page.goto(f"{lab['base']}/lab/workspaces/hostile/tree/hostile.ipynb?token={lab['token']}")
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
     try:
         page.locator(".jp-Dialog .jp-Dialog-button.jp-mod-accept").first.click(timeout=5_000)
