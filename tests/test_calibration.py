@@ -519,3 +519,35 @@ def test_calibrate_explicit_tensors_and_fp8():
     assert table.dtype == "fp8"
     assert table.scale("y") == float(np.float32(table["y"] / 448))
     assert table.scales("int8")["y"] == float(np.float32(table["y"] / 127))
+
+
+# --- calibration on a session's backend ---------------------------------------------------
+
+
+def test_session_calibrates_on_its_backend_with_the_providers_it_is_given(tmp_path):
+    from trtlab import Session
+
+    s = Session(conv_model(), workspace=tmp_path / "ws")
+    real_build = s.backend.build
+    built = []
+
+    def recording_build(model, variant, config, reporter):  # the real backend, watched
+        engine = real_build(model, variant, config, reporter)
+        built.append((config, engine, engine.providers))
+        return engine
+
+    s.backend.build = recording_build
+    batches = conv_batches()
+    table = s.calibrate(batches, method="minmax", providers=["cpu"])
+    assert len(built) == 1
+    config, engine, providers = built[0]
+    assert config.precision == "fp32" and list(config.providers) == ["cpu"]
+    assert providers == ["CPUExecutionProvider"]
+    assert engine._closed  # the calibration engine is released when calibration ends
+    # the engine returned exactly the activations the table needed besides the graph input
+    assert set(config.outputs) == set(table) - {"x"}
+    assert s.log.records(search="with providers ['CPUExecutionProvider']")
+    # and the ranges are those of the model itself (the ONNX reference evaluator)
+    acts = _reference_activations(conv_model(), batches)
+    for name in table:
+        assert table[name] == pytest.approx(max(float(np.max(np.abs(a[name]))) for a in acts), rel=1e-5), name

@@ -42,14 +42,29 @@ def marking_effect(session: "Session", engine: "EngineSpec" = None) -> dict[str,
 
 # ---- calibration --------------------------------------------------------------------------------
 def calibrate(session: "Session", data: Any, method: str, tensors: Iterable[str] | None, num_batches: int | None,
-              percentile: float, dtype: str, background: bool):
-    """Calibrate activation ranges over `data`; the table is registered with the session and saved as a
-    TensorRT cache in the workspace."""
+              percentile: float, dtype: str, background: bool, **build_args: Any):
+    """Calibrate activation ranges over `data`, running the model on the session's backend (an fp32 engine with
+    the calibrated tensors marked, built with `build_args`, e.g. providers=); the table is registered with the
+    session and saved as a TensorRT cache in the workspace."""
+    from contextlib import contextmanager
+
     from .precision.calibration import calibrate as _calibrate
 
     def work(rep: Reporter):
+        @contextmanager
+        def runner(names: list[str]):
+            config = session.make_config(**{**build_args, "precision": "fp32", "outputs": names})
+            session.backend.check_config(config)
+            variant = session._engine_cache.make_variant(config)
+            engine = session.backend.build(session.model, variant, config,
+                                           rep.child(f"{rep.task}: build", events=False, log=True))
+            try:
+                yield lambda feed: engine.run(feed, names)
+            finally:
+                engine.close()
+
         table = _calibrate(session.model.proto, data, method=method, tensors=tensors, num_batches=num_batches,
-                           percentile=percentile, dtype=dtype,
+                           percentile=percentile, dtype=dtype, runner=runner,
                            progress=lambda done, total: rep.update(done, total, "calibrating"))
         key = session._engine_cache.register_calibration(table)
         path = session.workspace.save_file(Path("calibration") / f"{key}.cache", table.to_text(), table,
@@ -104,7 +119,7 @@ def segment_runners(session: "Session", specs: list["EngineSpec"], names: list[s
 def lab_batches(session: "Session", data: Any, batch: int | None, seed: int = 0,
                 dims: Mapping[str, int] | None = None):
     """(checked input batches, their count or None) from data: None, N random batches or an iterable of dicts."""
-    from .analysis.compare import iter_batches
+    from .batches import iter_batches
     from .feeds import check_feeds
     model = session.model
 

@@ -230,10 +230,11 @@ class Session:
 
     def calibrate(self, data: Any, method: str = "entropy", tensors: Iterable[str] | None = None,
                   num_batches: int | None = None, percentile: float = 99.99, dtype: str = "int8",
-                  background: bool = False):
-        """Calibrate activation ranges over `data` (iterable of input dicts, or N random batches); the table is
-        registered with this session (pass it as calibration=) and saved as a TensorRT cache in the workspace."""
-        return lab.calibrate(self, data, method, tensors, num_batches, percentile, dtype, background)
+                  background: bool = False, **build_args: Any):
+        """Calibrate activation ranges over `data` (iterable of input dicts, or N random batches) on this session's
+        backend (build arguments such as providers= choose how); the table is registered with this session (pass
+        it as calibration=) and saved as a TensorRT cache in the workspace."""
+        return lab.calibrate(self, data, method, tensors, num_batches, percentile, dtype, background, **build_args)
 
     def compare(self, reference: EngineSpec = "fp32", candidate: EngineSpec = "fp16", outputs: Iterable[str] | str = "all",
                 data: Any = None, batch: int | None = None, max_segment_bytes: int | str = "128MiB", seed: int = 0,

@@ -221,29 +221,6 @@ def stats_frame(stats: Iterable[TensorStats]):
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def iter_batches(data: Any, make_random: Any, default: int = 1) -> tuple[Iterable[Mapping[str, np.ndarray]], int | None]:
-    """Batches from None (one seeded random), an int N (N seeded random), a dict (one) or an iterable of dicts."""
-    from ..errors import InputError
-    if data is None:
-        data = default
-    if isinstance(data, bool):
-        raise InputError(f"data must be None, an int, a dict of inputs or an iterable of dicts, not {data!r}")
-    if isinstance(data, int):
-        if data <= 0:
-            raise InputError(f"data={data}: pass a positive number of random batches")
-        return (make_random(seed) for seed in range(data)), data
-    if isinstance(data, Mapping):
-        return [data], 1
-    if not isinstance(data, Iterable):
-        raise InputError(f"data must be None, an int, a dict of inputs or an iterable of dicts, "
-                         f"not {type(data).__name__}")
-    try:
-        total = len(data)  # type: ignore[arg-type]
-    except TypeError:
-        total = None
-    return data, total
-
-
 def compare_streaming(reference: Any, candidate: Any, names: list[str], batches: Iterable[Mapping[str, np.ndarray]],
                       total: int | None, range_precision: str = "fp16", reporter: Any = None,
                       labels: tuple[str, str] = ("reference", "candidate")) -> tuple[list[TensorStats], int]:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, InputError
+from ..batches import iter_batches
 from ..feeds import check_feeds
 
 FAQ_MAX_DROP = 1.0  # percentage points
@@ -18,8 +19,9 @@ FAQ_MAX_DROP = 1.0  # percentage points
 
 def _batches(data: Any, labels: Any, inputs: Any) -> list[tuple[Mapping[str, np.ndarray], np.ndarray]]:
     if isinstance(data, Mapping):
-        data, labels = [data], [labels]
-    data, labels = list(data), list(labels)
+        labels = [labels]
+    batches, _ = iter_batches(data, None, default=None)  # labelled data cannot be random
+    data, labels = list(batches), list(labels)
     if not data:
         raise InputError("evaluate: no batches in data; pass an iterable of input dicts (or one dict)")
     if len(data) != len(labels):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from ..graph import QMAX, quantizable_tensors
 from .cache import (ALGORITHMS, FALLBACK_TENSORRT_VERSION, KNOWN_ALGORITHMS, CacheValidation, CalibrationTable,
                     default_tensorrt_version, tensorrt_version_digits)
-from .driver import _check_batch, _input_specs, calibrate, synthetic_batches
+from .driver import RunnerFactory, calibrate, onnxruntime_runner, synthetic_batches
 
 __all__ = ["ALGORITHMS", "FALLBACK_TENSORRT_VERSION", "KNOWN_ALGORITHMS", "QMAX", "CacheValidation", "CalibrationTable",
-           "calibrate", "default_tensorrt_version", "quantizable_tensors", "synthetic_batches",
-           "tensorrt_version_digits"]
+           "RunnerFactory", "calibrate", "default_tensorrt_version", "onnxruntime_runner", "quantizable_tensors",
+           "synthetic_batches", "tensorrt_version_digits"]

@@ -5,13 +5,15 @@ import itertools
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import onnx
 
-from ...errors import CalibrationError, CancelledError, ConfigError, InputError, ModelError
+from ...batches import iter_batches
+from ...errors import CalibrationError, CancelledError, ConfigError, InputError, ModelError, TrtlabError
 from ...feeds import check_feeds
 from ...model import Model, TensorInfo
 from ..graph import FLOAT_TYPES, QMAX, all_tensor_names, as_proto, elem_types, infer_types, quantizable_tensors
@@ -127,25 +129,37 @@ def _select_tensors(inferred: onnx.ModelProto, tensors: Iterable[str] | None) ->
     return chosen
 
 
-def _session(inferred: onnx.ModelProto, outputs: list[str], providers: list[str] | None) -> Any:
-    """An ONNX Runtime session of a copy of the model whose outputs include `outputs`."""
-    import onnxruntime as ort
+Run = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
+# names of the model's tensors to return -> a context holding run(feed) -> {name: array}
+RunnerFactory = Callable[[list[str]], AbstractContextManager[Run]]
 
-    augmented = onnx.ModelProto()
-    augmented.CopyFrom(inferred)
-    existing = {o.name for o in augmented.graph.output}
-    types = elem_types(augmented.graph)
-    for name in outputs:
-        if name not in existing:
-            augmented.graph.output.append(onnx.helper.make_tensor_value_info(name, types[name], None))
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    try:
-        return ort.InferenceSession(
-            augmented.SerializeToString(), options, providers=providers or ["CPUExecutionProvider"]
-        )
-    except Exception as exc:
-        raise ModelError(f"ONNX Runtime cannot load the model for calibration: {exc}") from exc
+
+def onnxruntime_runner(model: onnx.ModelProto, providers: list[str] | None = None) -> RunnerFactory:
+    """The runner calibrate() uses on its own: an ONNX Runtime session of a copy of `model` whose outputs include
+    the tensors asked for. A Session passes its own runner instead (its backend, its providers)."""
+
+    @contextmanager
+    def open_runner(outputs: list[str]) -> Iterator[Run]:
+        import onnxruntime as ort
+
+        augmented = onnx.ModelProto()
+        augmented.CopyFrom(model)
+        existing = {o.name for o in augmented.graph.output}
+        types = elem_types(augmented.graph)
+        for name in outputs:
+            if name not in existing:
+                augmented.graph.output.append(onnx.helper.make_tensor_value_info(name, types[name], None))
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(
+                augmented.SerializeToString(), options, providers=providers or ["CPUExecutionProvider"]
+            )
+        except Exception as exc:
+            raise ModelError(f"ONNX Runtime cannot load the model for calibration: {exc}") from exc
+        yield lambda feed: dict(zip(outputs, session.run(outputs, dict(feed))))
+
+    return open_runner
 
 
 def _batches(model: onnx.ModelProto, data: Any) -> tuple[Iterable[Any], int | None]:
@@ -154,24 +168,12 @@ def _batches(model: onnx.ModelProto, data: Any) -> tuple[Iterable[Any], int | No
             f"calibration data must be an iterable of dicts name -> array or an int (synthetic "
             f"batches), got {data!r}"
         )
-    if isinstance(data, int):
-        if data <= 0:
-            raise CalibrationError(
-                f"no calibration batches: asked for {data} synthetic batches; pass a positive int"
-            )
-        return synthetic_batches(model, data), data
-    if isinstance(data, Mapping):
-        data = [data]  # one batch given as a dict
-    if not isinstance(data, Iterable):
+    if isinstance(data, (int, np.integer)) and data <= 0:
         raise CalibrationError(
-            f"calibration data must be an iterable of dicts name -> array or an int, got "
-            f"{type(data).__name__}"
+            f"no calibration batches: asked for {data} synthetic batches; pass a positive int"
         )
-    try:
-        total = len(data)  # type: ignore[arg-type]
-    except TypeError:
-        total = None
-    return data, total
+    synthetic = synthetic_batches(model, int(data)) if isinstance(data, (int, np.integer)) else None
+    return iter_batches(data, lambda _i: next(synthetic))
 
 
 def _check_cancel(cancel: threading.Event | None, done: int) -> None:
@@ -192,13 +194,16 @@ def calibrate(
     *,
     dtype: str = "int8",
     version: str | None = None,
+    runner: RunnerFactory | None = None,
 ) -> CalibrationTable:
-    """Run `model` on ONNX Runtime over `data` and return each activation's amax.
+    """Run `model` over `data` and return each activation's amax.
 
     `data` is an iterable of {input name: array} dicts (consumed one batch at a time) or an
     int N for N seeded synthetic batches. `tensors` defaults to quantizable_tensors(model).
     `progress(done, total)` is called after each batch (total None when unknown); setting
-    `cancel` stops before the next batch with CancelledError.
+    `cancel` stops before the next batch with CancelledError. `runner(tensor names)` opens what
+    runs the model (a context holding run(feed) -> {name: array}); by default ONNX Runtime with
+    `providers` (onnxruntime_runner). A Session passes one that runs on its own backend.
     """
     if method not in ALGORITHMS:
         raise ConfigError(f"unknown calibration method {method!r}; use 'entropy', 'minmax' or 'percentile'")
@@ -215,7 +220,7 @@ def calibrate(
     specs = _input_specs(inferred)
     input_names = {s.name for s in specs}
     run_outputs = [n for n in names if n not in input_names]
-    session = _session(inferred, run_outputs, providers) if run_outputs else None
+    open_runner = runner if runner is not None else onnxruntime_runner(inferred, providers)
     calibrator = make_calibrator(method, percentile)
     batches, total = _batches(model, data)
     if num_batches is not None:
@@ -225,31 +230,32 @@ def calibrate(
         total = num_batches if total is None else min(total, num_batches)
 
     done = 0
-    if progress is not None:
-        progress(0, total)
-    for batch in batches:
-        _check_cancel(cancel, done)
-        feed = _check_batch(batch, done, specs)
-        values = dict.fromkeys(names)
-        if session is not None:
-            try:
-                outputs = session.run(run_outputs, feed)
-            except Exception as exc:
-                raise CalibrationError(
-                    f"ONNX Runtime failed on calibration batch {done}: {exc}"
-                ) from exc
-            values.update(zip(run_outputs, outputs))
-            del outputs
-        values.update((n, feed[n]) for n in names if n in feed)
-        try:
-            for name in names:
-                calibrator.collect(name, values[name])
-        except CalibrationError as exc:
-            raise CalibrationError(f"calibration batch {done}: {exc}") from exc
-        del values, feed
-        done += 1
+    with open_runner(run_outputs) if run_outputs else nullcontext(None) as run:
         if progress is not None:
-            progress(done, total)
+            progress(0, total)
+        for batch in batches:
+            _check_cancel(cancel, done)
+            feed = _check_batch(batch, done, specs)
+            values = dict.fromkeys(names)
+            if run is not None:
+                try:
+                    outputs = run(feed)
+                except TrtlabError as exc:
+                    raise CalibrationError(f"calibration batch {done}: {exc}") from exc
+                except Exception as exc:
+                    raise CalibrationError(f"the model failed on calibration batch {done}: {exc}") from exc
+                values.update((n, outputs[n]) for n in run_outputs)
+                del outputs
+            values.update((n, feed[n]) for n in names if n in feed)
+            try:
+                for name in names:
+                    calibrator.collect(name, values[name])
+            except CalibrationError as exc:
+                raise CalibrationError(f"calibration batch {done}: {exc}") from exc
+            del values, feed
+            done += 1
+            if progress is not None:
+                progress(done, total)
     _check_cancel(cancel, done)
     if done == 0:
         raise CalibrationError(
