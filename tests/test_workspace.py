@@ -157,6 +157,23 @@ def test_sweep_ids_cannot_steer_paths(tmp_path):
         s.load_sweep("../results")
 
 
+def test_an_engine_that_cannot_be_stored_is_kept_in_memory(tmp_path):
+    import onnxruntime as ort
+    s = small_session(tmp_path)
+    engines = s.workspace.path / "engines"
+    engines.rmdir()  # a fresh workspace: nothing stored yet
+    engines.write_text("not a folder")  # no entry can be staged or stored
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        eng = s.build(batch=2)
+    assert any("could not be stored" in str(w.message) for w in caught)
+    assert "kept in memory" in eng.metadata["save_error"]
+    feeds = eng.random_feeds()
+    plain = ort.InferenceSession(s.model.proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(eng.run(feeds)["logits"], plain.run(None, feeds)[0], rtol=1e-5, atol=1e-6)
+    assert s.build(batch=2) is eng  # the cache still serves it
+
+
 # ---- results kept, ids unique, JSON strict, CSV quoted ------------------------------------------------
 @pytest.mark.parametrize("how", ["replaced_by_a_file", "disk_full"])
 def test_a_result_that_cannot_be_saved_is_kept(tmp_path, how):

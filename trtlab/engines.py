@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .backends.base import Backend, Engine
 from .config import BuildConfig
-from .errors import CancelledError, ConfigError, PlanError
+from .errors import CancelledError, ConfigError, PlanError, WorkspaceError
 from .events import Reporter
 from .model import Model
 from .precision import VARIANT_OPTIONS, make_variant
@@ -196,10 +196,18 @@ class EngineCache:
         engine.metadata.update({"cache": "built", "total_build_seconds": time.perf_counter() - t0,
                                 "model": self.model.name, "model_hash": self.model.hash})
         files = {"model.onnx": variant.model.SerializeToString(), **engine.workspace_files()}
-        self.workspace.save_engine(config, {**engine.metadata, "marked_outputs": variant.marked_outputs,
-                                            "notes": variant.notes,
-                                            "sha256": {n: hashlib.sha256(d).hexdigest() for n, d in files.items()}},
-                                   files)
+        try:
+            self.workspace.save_engine(config, {**engine.metadata, "marked_outputs": variant.marked_outputs,
+                                                "notes": variant.notes,
+                                                "sha256": {n: hashlib.sha256(d).hexdigest() for n, d in files.items()}},
+                                       files)
+        except (OSError, WorkspaceError) as exc:
+            # the build itself succeeded: keep the engine (in memory only) rather than lose minutes of work
+            message = (f"engine {config.describe()} is built but could not be stored in {self.workspace.path} "
+                       f"({exc}); it is kept in memory only and a new session will build it again")
+            engine.metadata["save_error"] = message
+            reporter.write("warning", message, "build")
+            warnings.warn(message, stacklevel=2)
         return engine
 
     def _damaged(self, folder: Path, why: str, reporter: Reporter) -> None:
