@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any, Sequence
 
-from .errors import ConfigError, TrtlabError, UsageError
+from .errors import ConfigError, DynamicShapeError, TrtlabError, UsageError
 
 
 def _load_model(spec: str) -> Any:
@@ -228,7 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.fn(args)
     except TrtlabError as exc:
         _close_bars(args)
-        print(f"trtlab: error: {_one_line(exc)}", file=sys.stderr)
+        text = exc.cli_message if isinstance(exc, DynamicShapeError) else exc  # the fix in flags, not Python
+        print(f"trtlab: error: {_one_line(text)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         _close_bars(args)
@@ -243,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _one_line(exc: BaseException) -> str:
+def _one_line(exc: BaseException | str) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 

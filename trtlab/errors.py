@@ -19,7 +19,13 @@ class UnsupportedOpsetError(ModelError):
 
 
 class DynamicShapeError(ModelError):
-    """An input has unknown dimensions that must be given (batch=, shapes=)."""
+    """An input has unknown dimensions that must be given (batch=, shapes=).
+
+    `cli_message` says the same with the command line's flags (--shapes, --dims, --batch) as the fix."""
+
+    def __init__(self, message: str, cli_message: str | None = None):
+        super().__init__(message)
+        self.cli_message = cli_message or message
 
 
 class InputError(TrtlabError):

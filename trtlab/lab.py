@@ -307,7 +307,9 @@ def evaluate(session: "Session", data: Any, labels: Any, metric: Any, precisions
     from .analysis.evaluate import evaluate as _evaluate
 
     def work(rep: Reporter):
-        engines = {spec_name(p): session.engine(p if not isinstance(p, str) else {"precision": p, **build_args})
+        # a dict spec adds to (or overrides) the shared build args: shapes/dims/batch hold for every precision
+        engines = {spec_name(p): session.engine({**build_args, "precision": p} if isinstance(p, str) else
+                                                {**build_args, **p} if isinstance(p, Mapping) else p)
                    for p in precisions}
         frame = _evaluate(engines, data, labels, metric, output, rep)
         session.workspace.save_result("evaluate", {"metric": metric if isinstance(metric, str) else

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -12,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .errors import DynamicShapeError, ModelError, ModelTooLargeError, UnsupportedOpsetError
+from .errors import ConfigError, DynamicShapeError, ModelError, ModelTooLargeError, UnsupportedOpsetError
 
 _TWO_GB = 2**31
 ModelSource = Union[str, os.PathLike, bytes, onnx.ModelProto, "Model"]
@@ -294,7 +295,10 @@ class Model:
     # ---- shapes --------------------------------------------------------------------------
     def resolve_input_shapes(self, batch: int | None = None, shapes: dict[str, tuple[int, ...]] | None = None,
                              dims: dict[str, int] | None = None) -> dict[str, tuple[int, ...]]:
-        """Concrete shape of every input: explicit shapes, then named dims, then batch for the first dim."""
+        """Concrete shape of every input: explicit shapes, then named dims, then batch for the first dim.
+
+        A batch that contradicts axis 0 of a shape given for a dynamic-batch input is refused (ConfigError), as
+        are unresolved dimensions: one DynamicShapeError lists every one of every input."""
         shapes = dict(shapes or {})
         dims = dict(dims or {})
         names = [i.name for i in self.inputs]
@@ -306,15 +310,17 @@ class Model:
         if bad or (batch is not None and batch <= 0):
             raise DynamicShapeError(f"dimension sizes must be positive integers, got "
                                     f"{bad or {'batch': batch}} for {self.name}")
+        _check_batch_agrees(self, batch, shapes)
         out: dict[str, tuple[int, ...]] = {}
+        missing: list[tuple[TensorInfo, list[int | None], list[int]]] = []
         for inp in self.inputs:
             if inp.name in shapes:
                 out[inp.name] = tuple(int(d) for d in shapes[inp.name])
                 continue
             if inp.shape is None:
-                raise DynamicShapeError(f"input {inp.name!r} of {self.name} has no known rank: pass "
-                                        f"shapes={{'{inp.name}': (...)}}")
-            resolved = []
+                missing.append((inp, [], []))
+                continue
+            resolved: list[int | None] = []
             for axis, d in enumerate(inp.shape):
                 if isinstance(d, int) and d > 0:
                     resolved.append(d)
@@ -323,12 +329,14 @@ class Model:
                 elif axis == 0 and batch is not None:
                     resolved.append(int(batch))
                 else:
-                    label = f"'{d}'" if d else "unnamed"
-                    fix = f"batch=N" if axis == 0 else (f"dims={{'{d}': N}}" if d else f"shapes={{'{inp.name}': (...)}}")
-                    raise DynamicShapeError(
-                        f"input {inp.name!r} of {self.name} has an unknown dimension {label} at axis {axis} "
-                        f"(shape {list(inp.shape)}): pass {fix} to build/benchmark")
-            out[inp.name] = tuple(resolved)
+                    resolved.append(None)
+            if None in resolved:
+                missing.append((inp, resolved, [a for a, r in enumerate(resolved) if r is None]))
+            else:
+                out[inp.name] = tuple(int(r) for r in resolved)
+        if missing:
+            raise DynamicShapeError(_unresolved(self.name, missing, cli=False),
+                                    cli_message=_unresolved(self.name, missing, cli=True))
         return out
 
     def random_inputs(self, shapes: dict[str, tuple[int, ...]],
@@ -364,6 +372,72 @@ class Model:
     def __repr__(self) -> str:
         return (f"<Model {self.name} opset={self.opset} nodes={len(self.proto.graph.node)} "
                 f"params={self.parameter_count:,} inputs={[i.name for i in self.inputs]}>")
+
+
+def _check_batch_agrees(model: "Model", batch: int | None, shapes: dict[str, Any]) -> None:
+    """batch= and shapes= both setting axis 0 of a dynamic-batch input must agree (trtexec's --shapes is explicit:
+    a contradiction is refused, not guessed)."""
+    if batch is None:
+        return
+    clash = {i.name: tuple(int(d) for d in shapes[i.name]) for i in model.inputs
+             if i.name in shapes and i.shape and not (isinstance(i.shape[0], int) and i.shape[0] > 0)
+             and len(shapes[i.name]) and int(shapes[i.name][0]) != int(batch)}
+    if clash:
+        fixed = {k: (int(batch),) + v[1:] for k, v in clash.items()}
+        raise ConfigError(f"batch={batch} contradicts shapes={clash} of {model.name}: axis 0 (the batch) of "
+                          f"{', '.join(repr(k) for k in clash)} is {sorted({v[0] for v in clash.values()})} there; "
+                          f"give the batch once: drop batch= (the shapes set it) or pass shapes={fixed}")
+
+
+def _is_placeholder(name: str | None) -> bool:
+    """True for dims an exporter named without meaning ('?', 'unk__12', 'p2o.DynamicDimension.0', unnamed): they
+    do not promise one size wherever they appear, so dims= cannot set them."""
+    return not name or not name.isidentifier() or re.fullmatch(r"unk__\d+|s\d+|N\d*|dim_?\d*", name) is not None
+
+
+def _unresolved(model_name: str, missing: list[tuple[TensorInfo, list[int | None], list[int]]],
+                cli: bool) -> str:
+    """One message for every unresolved dimension of every input, with the fix in Python or in CLI syntax:
+    dims= for a proper name on one axis per input, shapes= (a filled-in template) otherwise, batch= for axis 0."""
+    parts, shape_fix, dim_fix, batch_fix = [], {}, [], False
+    for inp, resolved, axes in missing:
+        if inp.shape is None:
+            parts.append(f"input {inp.name!r} has no known rank")
+            shape_fix[inp.name] = None
+            continue
+        labels = [f"{repr(inp.shape[a]) if inp.shape[a] else 'unnamed'} at axis {a}" for a in axes]
+        parts.append(f"input {inp.name!r} has {len(axes)} unknown dimension{'s' if len(axes) > 1 else ''} "
+                     f"({', '.join(labels)}; shape {list(inp.shape)})")
+        named = [inp.shape[a] for a in axes if a != 0]
+        repeated = {d for d in named if sum(1 for x in inp.shape if x == d) > 1}
+        if any(_is_placeholder(d) or d in repeated for d in named):
+            shape_fix[inp.name] = resolved
+        else:
+            dim_fix += [d for d in named if d not in dim_fix]
+            batch_fix |= 0 in axes
+    if cli:
+        def template(name, resolved):
+            if resolved is None:
+                return f"{name}:<dims>"
+            return f"{name}:" + "x".join(str(r) if r is not None else f"<axis{a}>"
+                                                   for a, r in enumerate(resolved))
+        fixes = ["--shapes " + " ".join(template(n, r) for n, r in shape_fix.items())] if shape_fix else []
+        fixes += [" ".join(f"--dims {d}=N" for d in dim_fix)] if dim_fix else []
+        fixes += ["--batch N"] if batch_fix else []
+    else:
+        def template(resolved):
+            if resolved is None:
+                return "(...)"
+            items = [str(r) if r is not None else f"<axis {a}>" for a, r in enumerate(resolved)]
+            return f"({', '.join(items)}{',' if len(items) == 1 else ''})"
+        fixes = ["shapes={" + ", ".join(f"{n!r}: {template(r)}" for n, r in shape_fix.items()) + "}"] \
+            if shape_fix else []
+        fixes += ["dims={" + ", ".join(f"{d!r}: N" for d in dim_fix) + "}"] if dim_fix else []
+        fixes += ["batch=N"] if batch_fix else []
+    why = (" (a placeholder or unnamed dimension does not stand for one size, so give each such input's whole "
+           "shape)") if shape_fix else ""
+    where = "" if cli else " to build/benchmark"
+    return f"{model_name}: {'; '.join(parts)}: pass {' and '.join(fixes)}{where}{why}"
 
 
 def _read_file(path: Path) -> onnx.ModelProto:

@@ -28,7 +28,7 @@ def point_record(point: Mapping[str, Any], result: BenchmarkResult, build_s: flo
     rec = {**{k: canonical(point[k]) for k in POINT_KEYS}, "status": "ok", "error": None,
            "engine": result.engine, "device": result.device, "iterations": result.iterations,
            "warmup": result.warmup, "wall_s": result.wall_s, "throughput_ips": result.throughput,
-           "samples_per_s": result.throughput * int(point["batch"]), "build_s": build_s,
+           "samples_per_s": result.samples_per_s, "build_s": build_s,  # samples: the batch fed (axis 0)
            "mode": result.mode, "finished": time.time(),
            # perf_counter bounds of the timed iterations: the window the utilization summarises
            "t_start": float(result.starts_s[0]),
