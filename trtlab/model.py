@@ -16,6 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 from .errors import ConfigError, DynamicShapeError, ModelError, ModelTooLargeError, UnsupportedOpsetError
 
 _TWO_GB = 2**31
+_FLOAT_ELEM_TYPES = frozenset({TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16, TensorProto.DOUBLE})
 ModelSource = Union[str, os.PathLike, bytes, onnx.ModelProto, "Model"]
 
 
@@ -269,18 +270,52 @@ class Model:
         return pd.DataFrame(rows, columns=["name", "kind", "dtype", "shape", "producer", "consumers"])
 
     @cached_property
+    def _weight_tensors(self) -> list[tuple[str, int, int]]:
+        """(where, element count, bytes) of every weight: initializers, and float tensors held in `Constant` nodes
+        (value or sparse_value), in the main graph and in If/Loop/Scan bodies.
+
+        Constants of other types (int64 shapes, axes, indices) are shape arithmetic, not weights, and are left out;
+        initializers count whatever their type, as before."""
+        out: list[tuple[str, int, int]] = []
+
+        def size(t: onnx.TensorProto) -> tuple[int, int]:
+            n = int(np.prod(t.dims)) if t.dims else 1
+            item = 2 if t.data_type == TensorProto.BFLOAT16 else helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+            return n, n * item
+
+        def walk(g: onnx.GraphProto) -> None:
+            for init in g.initializer:
+                out.append(("initializer", *size(init)))
+            for node in g.node:
+                for a in node.attribute:
+                    if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+                        t = a.t if a.name == "value" else a.sparse_tensor.values if a.name == "sparse_value" else None
+                        if t is not None and t.data_type in _FLOAT_ELEM_TYPES:
+                            out.append(("constant", *size(t)))
+                    if a.type == onnx.AttributeProto.GRAPH:
+                        walk(a.g)
+                    elif a.type == onnx.AttributeProto.GRAPHS:
+                        for sub in a.graphs:
+                            walk(sub)
+
+        walk(self.proto.graph)
+        return out
+
+    @cached_property
     def parameter_count(self) -> int:
-        """Number of weight values (initializer elements)."""
-        return int(sum(int(np.prod(i.dims)) if i.dims else 1 for i in self.proto.graph.initializer))
+        """Number of weight values: initializer elements plus float tensors in Constant nodes (subgraphs included)."""
+        return sum(n for _, n, _ in self._weight_tensors)
 
     @cached_property
     def parameter_bytes(self) -> int:
-        """Bytes of all weights."""
-        total = 0
-        for i in self.proto.graph.initializer:
-            n = int(np.prod(i.dims)) if i.dims else 1
-            total += n * helper.tensor_dtype_to_np_dtype(i.data_type).itemsize if i.data_type != TensorProto.BFLOAT16 else n * 2
-        return total
+        """Bytes of all weights (the same tensors as parameter_count; a sparse Constant counts its stored values)."""
+        return sum(b for _, _, b in self._weight_tensors)
+
+    @property
+    def parameters_by_source(self) -> dict[str, int]:
+        """parameter_count split by where the weights are held: {'initializers': N, 'constants': M}."""
+        return {"initializers": sum(n for w, n, _ in self._weight_tensors if w == "initializer"),
+                "constants": sum(n for w, n, _ in self._weight_tensors if w == "constant")}
 
     def summary(self) -> dict[str, Any]:
         """Name, opset, node/op-type counts, inputs, outputs, parameters."""
@@ -290,7 +325,8 @@ class Model:
         return {"name": self.name, "path": str(self.path) if self.path else None, "hash": self.hash,
                 "opset": self.opset, "nodes": len(self.proto.graph.node), "op_types": ops,
                 "inputs": [i.__dict__ for i in self.inputs], "outputs": [o.__dict__ for o in self.outputs],
-                "parameters": self.parameter_count, "parameter_bytes": self.parameter_bytes}
+                "parameters": self.parameter_count, "parameter_bytes": self.parameter_bytes,
+                "parameters_by_source": self.parameters_by_source}
 
     # ---- shapes --------------------------------------------------------------------------
     def resolve_input_shapes(self, batch: int | None = None, shapes: dict[str, tuple[int, ...]] | None = None,

@@ -348,7 +348,9 @@ class SessionInfo(dict):
     def __str__(self) -> str:
         m = self["model"]
         return (f"{self['environment']}\nmodel: {m['name']} opset {m['opset']}, {m['nodes']} nodes, "
-                f"{m['parameters']:,} parameters ({m['parameter_bytes'] / 2**20:.1f} MiB)\n"
+                f"{m['parameters']:,} parameters ({m['parameter_bytes'] / 2**20:.1f} MiB; "
+                f"{m['parameters_by_source']['initializers']:,} in initializers, "
+                f"{m['parameters_by_source']['constants']:,} in Constant nodes)\n"
                 f"backend: {self['backend']}\nworkspace: {self['workspace']} ({self['engines']} engines stored)")
 
     def _repr_html_(self) -> str:

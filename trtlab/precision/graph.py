@@ -124,6 +124,36 @@ def quantized_uses(model: onnx.ModelProto, skip_nodes: Iterable[str] = (),
     return uses
 
 
+# The weight input of each op whose weights are quantized per output channel.
+WEIGHT_INPUTS = {"Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1}
+
+
+def quantized_weight_uses(model: onnx.ModelProto, skip_nodes: Iterable[str] = ()
+                          ) -> list[tuple[onnx.NodeProto, int, onnx.TensorProto]]:
+    """The weights that get quantized: [(consumer node, input index, float32 weight tensor)], graph order.
+
+    A weight is the float32 weight input of Conv/ConvTranspose/Gemm/MatMul held in an initializer or produced by a
+    `Constant` node (`value`; exporters such as Paddle2ONNX keep every weight there). quantized_uses never treats
+    either as an activation, so the two rules split a node's inputs between them."""
+    graph = model.graph
+    held = {i.name: i for i in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+            for a in node.attribute:
+                if a.name == "value":
+                    held.setdefault(node.output[0], a.t)
+    skip = set(skip_nodes)
+    uses = []
+    for node in graph.node:
+        wi = WEIGHT_INPUTS.get(node.op_type)
+        if node.name in skip or wi is None or wi >= len(node.input):
+            continue
+        tensor = held.get(node.input[wi])
+        if tensor is not None and tensor.data_type == onnx.TensorProto.FLOAT:
+            uses.append((node, wi, tensor))
+    return uses
+
+
 def quantizable_tensors(model: onnx.ModelProto) -> list[str]:
     """The tensors that get quantized (see quantized_uses), in graph order: what calibration needs a scale for."""
     return list(quantized_uses(model))

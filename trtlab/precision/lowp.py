@@ -270,8 +270,14 @@ def convert(proto: onnx.ModelProto, precision: str = "fp16", keep_io_types: bool
 
     # 6. types of inputs, outputs and intermediate value_info
     for vi in g.input:
-        if vi.name in low:
+        if vi.name in inits:  # the ONNX-zoo layout lists initializers as inputs: the weight's type decides
+            vi.type.tensor_type.elem_type = inits[vi.name].data_type
+        elif vi.name in low:
             vi.type.tensor_type.elem_type = low_t
+    if model.ir_version < 4 and new_inits:  # IR 3 requires every initializer to be listed as a graph input
+        listed = {vi.name for vi in g.input}
+        g.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+                       for t in new_inits if t.name not in listed)
     for vi in g.output:
         if vi.name in low:
             vi.type.tensor_type.elem_type = low_t
@@ -279,15 +285,21 @@ def convert(proto: onnx.ModelProto, precision: str = "fp16", keep_io_types: bool
     for vi in g.value_info:
         name = renamed.get(vi.name, vi.name)
         vi.name = name
-        if name in low:
+        if name in inits:  # a value_info entry for a weight converted in place
+            vi.type.tensor_type.elem_type = inits[name].data_type
+        elif name in low:
             vi.type.tensor_type.elem_type = low_t
         keep_vi.append(vi)
     try:
         model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
         onnx.checker.check_model(model)
     except Exception as exc:
-        raise ModelError(f"the {precision} transform produced an invalid model ({str(exc).splitlines()[0]}); "
-                         f"pin the node it names with fp32_layers=[...] and report this") from None
+        culprit = _blame(model)
+        where = f" at node {culprit[0]!r} ({culprit[1]}): {culprit[2]}" if culprit else ""
+        fix = f"pin it with fp32_layers=[{culprit[0]!r}]" if culprit and culprit[0] else \
+            "pin the node that produces or reads the tensor named there with fp32_layers=[...]"
+        raise ModelError(f"the {precision} transform produced an invalid model{where} "
+                         f"({str(exc).splitlines()[0]}); {fix} and report this") from None
 
     frame = pd.DataFrame(weight_rows, columns=["weight", "shape", "elements", "flushed_to_zero", "subnormal",
                                                "clamped", "max_abs", "min_abs_nonzero"])
@@ -360,3 +372,46 @@ def _elem_types(g: onnx.GraphProto) -> dict[str, int]:
                 if a.name == "value":
                     types.setdefault(n.output[0], a.t.data_type)
     return types
+
+
+def _blame(model: onnx.ModelProto) -> tuple[str, str, str] | None:
+    """(node name, op type, what is wrong) for the first node whose typed inputs or outputs do not fit its schema.
+
+    Walks the graph in order with the declared types (inputs, initializers, value_info), infers each node's output
+    types with ONNX's own per-node inference and compares them with what the graph declares."""
+    g = model.graph
+    opset = next((i.version for i in model.opset_import if i.domain in ("", "ai.onnx")), 0)
+    declared: dict[str, onnx.TypeProto] = {}
+    for vi in (*g.input, *g.value_info, *g.output):
+        if vi.type.HasField("tensor_type"):
+            declared[vi.name] = vi.type
+    types = dict(declared)
+    for init in g.initializer:
+        t = helper.make_tensor_type_proto(init.data_type, list(init.dims))
+        listed = declared.get(init.name)
+        if listed is not None and listed.tensor_type.elem_type != init.data_type:
+            reader = next((n for n in g.node if init.name in n.input), None)
+            return (reader.name if reader else "", reader.op_type if reader else "initializer",
+                    f"weight {init.name!r} is stored as {helper.tensor_dtype_to_np_dtype(init.data_type)} but "
+                    f"declared as {helper.tensor_dtype_to_np_dtype(listed.tensor_type.elem_type)}")
+        types[init.name] = t
+    for n in g.node:
+        if n.domain not in ("", "ai.onnx"):
+            return None
+        try:
+            schema = onnx.defs.get_schema(n.op_type, opset, "")
+            ins = {t: types[t] for t in n.input if t and t in types}
+            if len(ins) < len([t for t in n.input if t]):
+                return None
+            outs = onnx.shape_inference.infer_node_outputs(schema, n, ins)
+        except Exception as exc:
+            return n.name, n.op_type, str(exc).splitlines()[0]
+        for name, t in outs.items():
+            want = declared.get(name)
+            if want is not None and t.HasField("tensor_type") and want.tensor_type.elem_type \
+                    and t.tensor_type.elem_type != want.tensor_type.elem_type:
+                return (n.name, n.op_type, f"output {name!r} is computed as "
+                        f"{helper.tensor_dtype_to_np_dtype(t.tensor_type.elem_type)} but declared as "
+                        f"{helper.tensor_dtype_to_np_dtype(want.tensor_type.elem_type)}")
+            types[name] = t
+    return None

@@ -23,11 +23,10 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import CalibrationError, ConfigError, ModelError
-from .graph import QMAX, place_after_producers, quantized_uses
+from .graph import QMAX, place_after_producers, quantized_uses, quantized_weight_uses
 
 Q_TYPES = {"int8": TensorProto.INT8, "fp8": TensorProto.FLOAT8E4M3FN}
 MIN_OPSET = {"int8": 13, "fp8": 19}
-WEIGHT_OPS = {"Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1}
 
 
 @dataclass
@@ -96,17 +95,11 @@ def quantize(proto: onnx.ModelProto, table: Any, dtype: str = "int8", per_channe
     if dtype == "fp8":
         model.ir_version = max(model.ir_version, 9)
     g = model.graph
-    inits = {i.name: i for i in g.initializer}
     qtype = Q_TYPES[dtype]
     skip = set(skip_nodes)
 
     act_uses = quantized_uses(model, skip, residual_add)  # the (node, input) pairs to quantize
-    weight_uses: list[tuple[onnx.NodeProto, int]] = []
-    for n in g.node:
-        wi = WEIGHT_OPS.get(n.op_type)
-        if n.name not in skip and wi is not None and wi < len(n.input) and n.input[wi] in inits \
-                and inits[n.input[wi]].data_type == TensorProto.FLOAT:
-            weight_uses.append((n, wi))
+    weight_uses = quantized_weight_uses(model, skip)  # float32 weights in initializers or Constant nodes
 
     new_nodes: dict[str, list[onnx.NodeProto]] = {}  # inserted after the producer of the key tensor
     new_inits: list[onnx.TensorProto] = []
@@ -129,12 +122,12 @@ def quantize(proto: onnx.ModelProto, table: Any, dtype: str = "int8", per_channe
 
     weights = []
     done_weights: dict[str, str] = {}
-    for n, wi in weight_uses:
+    for n, wi, tensor in weight_uses:
         w = n.input[wi]
         if w in done_weights:
             n.input[wi] = done_weights[w]
             continue
-        values = numpy_helper.to_array(inits[w]).astype(np.float32)
+        values = numpy_helper.to_array(tensor).astype(np.float32)
         axis = weight_axis(n, values.ndim) if per_channel else None
         if axis is None:
             amax = np.array(np.abs(values).max(), np.float32)
@@ -160,7 +153,10 @@ def quantize(proto: onnx.ModelProto, table: Any, dtype: str = "int8", per_channe
     # rebuild in topological order: weight DQs and graph-input Q/DQs first, others after their producer
     place_after_producers(g, new_nodes, first=[""] + [vi.name for vi in g.input])
     g.initializer.extend(new_inits)
-    used = {i for n in g.node for i in n.input}
+    used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+    live = [n for n in g.node if n.op_type != "Constant" or any(o in used for o in n.output)]
+    del g.node[:]
+    g.node.extend(live)  # the Constant nodes whose weights now come from the quantized copy are gone
     kept = [i for i in g.initializer if i.name in used or i.name in {v.name for v in g.input}]
     del g.initializer[:]
     g.initializer.extend(kept)
