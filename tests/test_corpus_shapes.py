@@ -60,6 +60,14 @@ def test_a_sweep_reports_samples_per_s_as_the_batch_fed_times_qps(tmp_path):
     assert rows[8]["status"] == "error" and "batch=8 contradicts" in rows[8]["error"], rows[8]
 
 
+def test_a_sweep_without_batch_runs_the_batch_its_shapes_fix(tmp_path):
+    s = session("ppocr_cls", tmp_path)
+    res = s.sweep(concurrency=[1], shapes={"x": (2, 3, 48, 192)}, iterations=3, warmup=1, monitor=False)
+    (row,) = res.records
+    assert row["status"] == "ok" and row["batch"] == 2, row
+    assert row["samples_per_s"] == pytest.approx(2 * row["throughput_ips"], rel=1e-12)
+
+
 # ---- evaluate with dict precision specs ---------------------------------------------------------------------
 
 def _upright_prob(outputs: np.ndarray, labels: np.ndarray) -> float:

@@ -273,13 +273,14 @@ class Session:
         return lab.parser_report(self, precision, **build_args)
 
     # ---- tuning --------------------------------------------------------------------------
-    def sweep(self, batch: Iterable[int] | int = (1,), precision: Iterable[str] | str = ("fp32",),
+    def sweep(self, batch: Iterable[int] | int | None = None, precision: Iterable[str] | str = ("fp32",),
               concurrency: Iterable[int] | int = (1,), options: Mapping[str, Iterable[Any]] | None = None,
               iterations: int | None = None, duration: float | None = None, warmup: int = 10, seed: int = 0,
               monitor: Any = True, resume: bool | str = False, budget_s: float | None = None,
               keep_engines: bool = False, background: bool = False, **build_args: Any):
         """Benchmark every (options, precision, batch, concurrency) point; each point is appended to the
-        workspace as it finishes. resume=True runs only the points of the same sweep not finished yet;
+        workspace as it finishes. batch defaults to the one shapes= fixes (axis 0), else 1; a batch that
+        contradicts shapes= is refused at that point. resume=True runs only the points of the same sweep not finished yet;
         resume="<sweep id>" does so for a stored sweep (its stored axes; the axis arguments are ignored).
         iterations are per thread; concurrency c runs c threads, each with its own runner (context).
         monitor: True (0.1 s samples), an interval in seconds, a Monitor, or False. budget_s stops starting

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 import numpy as np
 
 from .backends.base import Engine
-from .config import check_options
+from .config import ShapeRange, check_options
 from .errors import ConfigError
 from .events import Reporter
 
@@ -30,6 +30,8 @@ def sweep(session: "Session", batch: Iterable[int] | int, precision: Iterable[st
         store = SweepStore(session.workspace.sweep_dir(resume), root=session.workspace.root)
         spec = store.spec()
     else:
+        if batch is None:
+            batch = shapes_batch(session.model, build_args.get("shapes")) or 1
         spec = SweepSpec.make(batch, precision, concurrency, options, iterations, duration, warmup, seed,
                               build_args)
         store = SweepStore(session.workspace.sweep_dir(spec.id), root=session.workspace.root)
@@ -56,6 +58,17 @@ def sweep(session: "Session", batch: Iterable[int] | int, precision: Iterable[st
         session.workspace.save_result("sweep", result.to_dict(), result.to_frame(), result=result)
         return result
     return session._run(f"sweep {spec.id}", work, background)
+
+
+def shapes_batch(model: Any, shapes: Mapping[str, Any] | None) -> int | None:
+    """The batch that shapes= fixes: axis 0 of the shape given for a dynamic-batch input (the same in min, opt and
+    max), else None."""
+    for inp in model.inputs:
+        if shapes and inp.name in shapes and inp.shape and not (isinstance(inp.shape[0], int) and inp.shape[0] > 0):
+            r = ShapeRange.of(shapes[inp.name])
+            if r.min[:1] == r.opt[:1] == r.max[:1] and r.opt:
+                return int(r.opt[0])
+    return None
 
 
 def sweep_monitor(monitor: Any) -> tuple[Any, bool]:
