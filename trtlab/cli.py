@@ -19,12 +19,14 @@ def _load_model(spec: str) -> Any:
 
 
 def _dim_list(text: str, what: str) -> tuple[int, ...]:
+    if text.lower() == "scalar":
+        return ()
     try:
         dims = tuple(int(d) for d in text.lower().split("x"))
     except ValueError:
         dims = ()
     if not dims or any(d <= 0 for d in dims):
-        raise UsageError(f"{what}: {text!r} is not a shape: write positive sizes joined by x, e.g. 8x3x224x224")
+        raise UsageError(f"{what}: {text!r} is not a shape: write positive sizes joined by x, e.g. 8x3x224x224, or scalar for a 0-d input")
     return dims
 
 
@@ -36,7 +38,8 @@ def _shapes(items: list[str] | None) -> dict[str, tuple[int, ...]] | None:
     for item in items:
         name, sep, dims = item.rpartition(":")
         if not sep or not name:
-            raise UsageError(f"--shapes {item}: write INPUT:DIMS, e.g. --shapes input:8x3x224x224")
+            raise UsageError(f"--shapes {item}: write INPUT:DIMS, e.g. --shapes input:8x3x224x224 (sr:scalar for a "
+                             f"0-d input)")
         out[name] = _dim_list(dims, f"--shapes {item}")
     return out
 
@@ -58,12 +61,29 @@ def _dims(items: list[str] | None) -> dict[str, int] | None:
     return out
 
 
+def _data(path: str | None) -> dict[str, Any] | None:
+    """The input arrays of an .npz file (np.savez(path, **{input_name: array})), 0-d arrays kept 0-d."""
+    if path is None:
+        return None
+    import numpy as np
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--data {path}: cannot read it as an .npz of input arrays ({exc}); write it with "
+                         f"numpy.savez(path, **{{input_name: array}})") from None
+
+
 def _add_build_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="ONNX file, or zoo:NAME (resnet18, resnet50, mobilenet_v2, unet, bert, mlp)")
     p.add_argument("--backend", default="onnxruntime", help="onnxruntime (default), tensorrt, tensorrt-rtx, auto")
     p.add_argument("--precision", default="fp32", help="fp32, fp16, bf16, int8, fp8, int8+fp16")
     p.add_argument("--batch", type=int, default=None, help="batch size for a dynamic first dimension")
-    p.add_argument("--shapes", nargs="*", help="per-input shapes, e.g. input:8x3x224x224")
+    p.add_argument("--shapes", nargs="*", help="per-input shapes, e.g. input:8x3x224x224; sr:scalar for a 0-d "
+                                               "input (default with --data: the shapes of its arrays)")
+    p.add_argument("--data", default=None, metavar="FILE.npz",
+                   help="input data instead of random inputs: an .npz with one array per input name "
+                        "(numpy.savez('in.npz', input=x, sr=np.array(16000)))")
     p.add_argument("--dims", nargs="*", help="named dynamic dims, e.g. sequence=128")
     p.add_argument("--providers", nargs="*", help="ONNX Runtime providers, e.g. cuda cpu")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads")
@@ -114,6 +134,9 @@ class ProgressBars:
 def _session_and_engine(args: argparse.Namespace):
     from .session import Session
     shapes, dims = _shapes(args.shapes), _dims(args.dims)  # argument errors before any work
+    args.feeds = _data(args.data)
+    if args.feeds is not None:
+        shapes = {**{k: v.shape for k, v in args.feeds.items()}, **(shapes or {})}
     s = Session(_load_model(args.model), backend=args.backend, workspace=args.workspace)
     show = args.progress if args.progress is not None else (sys.stderr.isatty() and not args.json)
     args.bars = ProgressBars(s.events) if show else None
@@ -138,7 +161,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     """Build and benchmark a model; trtexec-style summary."""
     s, eng = _session_and_engine(args)
-    r = s.benchmark(eng, iterations=args.iterations, duration=args.duration, warmup=args.warmup)
+    r = s.benchmark(eng, iterations=args.iterations, duration=args.duration, warmup=args.warmup, data=args.feeds)
     _close_bars(args)
     if args.json:
         print(json.dumps({**r.summary(), "config": r.config}, indent=2, default=str))
@@ -150,7 +173,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_profile(args: argparse.Namespace) -> int:
     """Build and profile a model per layer."""
     s, eng = _session_and_engine(args)
-    p = s.profile_layers(eng, runs=args.runs)
+    p = s.profile_layers(eng, runs=args.runs, data=args.feeds)
     _close_bars(args)
     if args.json:
         print(json.dumps(p.to_dict(), indent=2, default=str))

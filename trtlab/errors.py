@@ -32,6 +32,10 @@ class InputError(TrtlabError):
     """Input data with wrong names, shapes or dtypes."""
 
 
+class RunError(InputError):
+    """An inference failed inside the runtime (e.g. ONNX Runtime stopped in a node); names the engine and node."""
+
+
 class LossyCastError(InputError):
     """An input's values would change when cast to the dtype the model takes (wrap-around, overflow to inf)."""
 

@@ -7,12 +7,13 @@ float into inf, round an integer) is refused with the input's name and its value
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
-from .errors import InputError, LossyCastError
+from .errors import InputError, LossyCastError, RunError
 from .model import TensorInfo
 
 # dtypes engines take in place of types numpy has no native form for
@@ -111,5 +112,44 @@ def check_feeds(inputs: Sequence[TensorInfo], feeds: Any, where: str) -> dict[st
             if detail:
                 raise InputError(f"{where}: input {name!r} has shape {list(arr.shape)}, but the model expects "
                                  f"{describe(info)} ({detail}; '?' or named dimensions are free)")
-        out[name] = np.ascontiguousarray(arr)
+        out[name] = arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)  # (ascontiguousarray makes 0-d 1-d)
     return out
+
+
+def summarize_feeds(feeds: Mapping[str, np.ndarray]) -> str:
+    """"input float32 [4, 576], sr int64 [] = 16000": each feed's dtype and shape, and the values of small
+    integer ones (what decides a branch or an index)."""
+    parts = []
+    for name, arr in feeds.items():
+        arr = np.asarray(arr)
+        text = f"{name} {arr.dtype.name} {list(arr.shape)}"
+        if arr.dtype.kind in "iub" and arr.size:
+            text += f" = {arr.reshape(-1)[0].item()!r}" if arr.size == 1 else f" ({_range(arr)})"
+        parts.append(text)
+    return ", ".join(parts)
+
+
+def generated_feeds_failed(exc: InputError, feeds: Mapping[str, np.ndarray]) -> RunError:
+    """The error for a run on inputs trtlab generated: says so, shows them, and points to data=/--data."""
+    shown = summarize_feeds(feeds)
+    shown = "" if shown in str(exc) else f" ({shown})"
+    return RunError(f"{exc} -- these inputs were random ones trtlab generated{shown}, which "
+                    f"this model may not accept (an integer input can select a branch or index a table); pass "
+                    f"real inputs with data={{name: array}} (CLI: --data inputs.npz, arrays saved by input name)")
+
+
+def is_generated(data: Any) -> bool:
+    """True when `data` asks trtlab to make the inputs: None (one random batch) or an int N (N random batches)."""
+    return data is None or (isinstance(data, int) and not isinstance(data, bool))
+
+
+@contextmanager
+def generated_inputs_named(data: Any, example: Callable[[], Mapping[str, np.ndarray]]) -> Iterator[None]:
+    """Around a run on `data`: a RunError on inputs trtlab generated becomes generated_feeds_failed, showing
+    `example()` (the first generated batch); a failure on the caller's own data passes unchanged."""
+    try:
+        yield
+    except RunError as exc:
+        if not is_generated(data):
+            raise
+        raise generated_feeds_failed(exc, example()) from None

@@ -9,6 +9,7 @@ import numpy as np
 
 from .backends.base import Engine
 from .events import Reporter
+from .feeds import generated_inputs_named
 from .precision.variant import Variant
 
 if TYPE_CHECKING:
@@ -117,18 +118,25 @@ def segment_runners(session: "Session", specs: list["EngineSpec"], names: list[s
 
 
 def lab_batches(session: "Session", data: Any, batch: int | None, seed: int = 0,
-                dims: Mapping[str, int] | None = None):
-    """(checked input batches, their count or None) from data: None, N random batches or an iterable of dicts."""
+                dims: Mapping[str, int] | None = None, shapes: Mapping[str, Any] | None = None):
+    """(checked input batches, their count or None) from data: None, N random batches (of `shapes`, `dims` and
+    `batch`, as the engines are built) or an iterable of dicts."""
     from .batches import iter_batches
     from .feeds import check_feeds
     model = session.model
 
     def random(i: int) -> dict[str, np.ndarray]:
-        shapes = model.resolve_input_shapes(batch=batch or 1, dims=dict(dims or {}))
-        return model.random_inputs(shapes, seed=seed + i)
+        resolved = model.resolve_input_shapes(batch=batch or 1, dims=dict(dims or {}), shapes=dict(shapes or {}))
+        return model.random_inputs(resolved, seed=seed + i)
     batches, total = iter_batches(data, random)
     inputs = model.inputs
     return (check_feeds(inputs, b, f"batch {i}") for i, b in enumerate(batches)), total
+
+
+def first_batch(session: "Session", batch: int | None, seed: int, dims: Mapping[str, int] | None,
+                shapes: Mapping[str, Any] | None = None):
+    """The first random batch lab_batches makes (for a message about generated inputs)."""
+    return next(iter(lab_batches(session, None, batch, seed, dims, shapes)[0]))
 
 
 def lab_names(session: "Session", outputs: Iterable[str] | str) -> list[str]:
@@ -179,8 +187,10 @@ def compare(session: "Session", reference: "EngineSpec", candidate: "EngineSpec"
         cand_prec = runners[1].engines[0].variant.precision if runners[1].engines else "fp16"
         range_prec = "bf16" if cand_prec == "bf16" else "fp16"
         try:
-            batches, total = lab_batches(session, data, batch, seed, build_args.get("dims"))
-            stats, done = compare_streaming(runners[0], runners[1], names, batches, total, range_prec, rep)
+            dims, shapes = build_args.get("dims"), build_args.get("shapes")
+            batches, total = lab_batches(session, data, batch, seed, dims, shapes)
+            with generated_inputs_named(data, lambda: first_batch(session, batch, seed, dims, shapes)):
+                stats, done = compare_streaming(runners[0], runners[1], names, batches, total, range_prec, rep)
         finally:
             for r in runners:
                 r.close()
@@ -281,8 +291,9 @@ def find_fp32_layers(session: "Session", candidate: str, tolerance: float, data:
                                    dims=dims)
             return error_gain_ranking(comp.frame, session.model.proto.graph.node)
 
-        result = _find(score, ranking, tolerance, metric, max_steps, progress=lambda i, n, text: rep.update(i, n, text),
-                       on_step=store.append, stored=stored)
+        with generated_inputs_named(data, lambda: batches[0]):
+            result = _find(score, ranking, tolerance, metric, max_steps,
+                           progress=lambda i, n, text: rep.update(i, n, text), on_step=store.append, stored=stored)
         session.workspace.save_result("find_fp32_layers", result.to_dict(), result.steps, result=result)
         rep.write("info", repr(result), "precision")
         return result
@@ -295,7 +306,7 @@ def batches_digest(batches: list[Mapping[str, np.ndarray]]) -> str:
     h = hashlib.sha256()
     for feeds in batches:
         for name in sorted(feeds):
-            arr = np.ascontiguousarray(feeds[name])
+            arr = np.asarray(feeds[name])  # (tobytes is C order; ascontiguousarray would make a 0-d array 1-d)
             h.update(f"{name}|{arr.dtype.str}|{arr.shape}|".encode())
             h.update(arr.tobytes())
     return h.hexdigest()

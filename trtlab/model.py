@@ -377,7 +377,8 @@ class Model:
 
     def random_inputs(self, shapes: dict[str, tuple[int, ...]],
                       seed: int | np.random.Generator = 0) -> dict[str, np.ndarray]:
-        """Seeded random feed for the given input shapes: normal floats, ints in the input's range, random bools.
+        """Seeded random feed for the given input shapes: normal floats, ints in the input's range (or one of the
+        values the graph compares them with: `compared_values`), random bools; a shape () gives a 0-d array.
 
         `seed` may be a Generator, so a caller drawing many batches continues one random stream."""
         rng = np.random.default_rng(seed)
@@ -388,10 +389,33 @@ class Model:
                 feeds[inp.name] = rng.standard_normal(shape).astype(np.float32 if inp.dtype == "bfloat16" else inp.dtype)
             elif inp.dtype == "bool":
                 feeds[inp.name] = rng.integers(0, 2, shape).astype(bool)
+            elif inp.name in self.compared_values:  # a selector: take a value the graph tests it for
+                feeds[inp.name] = rng.choice(np.asarray(self.compared_values[inp.name]), shape).astype(inp.dtype)
             else:
                 lo, hi = self.input_range(inp.name)
                 feeds[inp.name] = rng.integers(lo, hi, shape).astype(inp.dtype)
         return feeds
+
+    @cached_property
+    def compared_values(self) -> dict[str, tuple[int, ...]]:
+        """Integer inputs the graph compares for equality with constants (silero-vad's `sr == 16000`), and those
+        constants: random inputs take one of them, so a selector picks a branch the model was written for."""
+        consts: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in self.proto.graph.initializer
+                                         if len(t.dims) <= 1 and not t.data_location}
+        for n in self.proto.graph.node:
+            if n.op_type == "Constant" and n.attribute and n.attribute[0].name in ("value", "value_int", "value_ints"):
+                a = n.attribute[0]
+                consts[n.output[0]] = numpy_helper.to_array(a.t) if a.name == "value" else np.asarray(
+                    a.i if a.name == "value_int" else list(a.ints))
+        ints = {i.name for i in self.inputs if i.dtype.startswith(("int", "uint"))}
+        found: dict[str, list[int]] = {}
+        for n in self.proto.graph.node:
+            if n.op_type != "Equal" or len(n.input) != 2:
+                continue
+            for x, c in (n.input, n.input[::-1]):
+                if x in ints and c in consts and consts[c].dtype.kind in "iu" and consts[c].size <= 16:
+                    found.setdefault(x, []).extend(int(v) for v in np.ravel(consts[c]))
+        return {k: tuple(sorted(set(v))) for k, v in found.items()}
 
     def input_range(self, name: str) -> tuple[int, int]:
         """[low, high) for random integer inputs: the model's `trtlab.zoo.input_range.<name>` metadata, else [0, 100)."""

@@ -15,6 +15,7 @@ from .backends.base import Backend, Engine
 from .config import BuildConfig, check_options
 from .engines import DEFAULT_MAX_ENGINES, EngineCache
 from .errors import ConfigError
+from .feeds import generated_inputs_named
 from .events import EventBus, Job, JobExecutor, Reporter, SessionLog, job_reporter
 from .hooks import hook
 from .model import Model, ModelSource
@@ -164,8 +165,9 @@ class Session:
             eng = self.engine(engine)
             mon = self._monitor_for(monitor)
             try:
-                result = run_benchmark(eng, data, iterations=iterations, duration=duration, warmup=warmup,
-                                       seed=seed, reporter=rep, monitor=mon, mode=mode, cuda_graph=cuda_graph)
+                with generated_inputs_named(data, lambda: eng.random_feeds(seed)):
+                    result = run_benchmark(eng, data, iterations=iterations, duration=duration, warmup=warmup,
+                                           seed=seed, reporter=rep, monitor=mon, mode=mode, cuda_graph=cuda_graph)
             finally:
                 if mon is not None and monitor is True:
                     mon.stop()
@@ -189,7 +191,8 @@ class Session:
         def work(rep: Reporter):
             eng = self.engine(engine)
             feeds = eng.check_feeds(data) if data is not None else eng.random_feeds(seed)
-            prof = eng.profile_layers(feeds, runs=runs, warmup=warmup, reporter=rep)
+            with generated_inputs_named(data, lambda: eng.random_feeds(seed)):
+                prof = eng.profile_layers(feeds, runs=runs, warmup=warmup, reporter=rep)
             self.workspace.save_result("profile", prof.to_dict(), prof.to_frame(), result=prof)
             rep.write("info", f"profiled {len(prof.frame)} layers, total {prof.total_ms:.3f} ms", "profile")
             return prof
@@ -357,3 +360,4 @@ class SessionInfo(dict):
     def _repr_html_(self) -> str:
         from .markup import esc
         return "<pre>" + esc(str(self)) + "</pre>"
+

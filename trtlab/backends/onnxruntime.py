@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -11,7 +12,9 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 import numpy as np
 
 from ..config import BuildConfig
-from ..errors import BackendUnavailableError, BuildError, ConfigError, InputError, PrecisionNotSupportedError, UnsupportedOpsetError
+from ..errors import (BackendUnavailableError, BuildError, ConfigError, PrecisionNotSupportedError, RunError,
+                      UnsupportedOpsetError)
+from ..feeds import summarize_feeds
 from ..devices import cuda_device_count
 from ..model import Model, TensorInfo
 from ..precision.variant import Variant
@@ -104,9 +107,13 @@ class OrtEngine(Engine):
         try:
             values = self.session.run(names, feeds)
         except Exception as exc:
-            raise InputError(f"{self.name}: ONNX Runtime rejected the inputs "
-                             f"({ {k: list(v.shape) for k, v in feeds.items()} }): {str(exc).splitlines()[0]}") from None
+            raise self._run_error(exc, feeds) from None
         return dict(zip(names, values))
+
+    def _run_error(self, exc: BaseException, feeds: Mapping[str, np.ndarray]) -> RunError:
+        """RunError for a failed session.run: the engine, the node ONNX Runtime stopped in (and the innermost
+        node of a control-flow chain), its reason and the input shapes."""
+        return RunError(f"{self.name}: {ort_failure(str(exc))} (inputs {summarize_feeds(feeds)})")
 
     @property
     def uses_cuda_graph(self) -> bool:
@@ -151,9 +158,15 @@ class OrtEngine(Engine):
             return self.fixed_buffer_runner(feeds)
         feeds = self.check_feeds(feeds)
         if not self.io_binding:
-            # exactly what a hand-written loop calls, so the harness adds nothing
+            # exactly what a hand-written loop calls (a try costs nothing until it raises)
             run, names = self.session.run, None
-            return lambda: run(names, feeds)
+
+            def run_plain() -> Any:
+                try:
+                    return run(names, feeds)
+                except Exception as exc:
+                    raise self._run_error(exc, feeds) from None
+            return run_plain
         ort = _ort()
         binding = self.session.io_binding()
         for name, arr in feeds.items():
@@ -186,7 +199,10 @@ class OrtEngine(Engine):
                                         provider_options=self._provider_options)
             total = warmup + runs
             for i in range(total):
-                sess.run(None, feeds)
+                try:
+                    sess.run(None, feeds)
+                except Exception as exc:
+                    raise self._run_error(exc, feeds) from None
                 if reporter:
                     reporter.update(i + 1, total, "profiling")
             path = sess.end_profiling()
@@ -275,7 +291,9 @@ def _session_options(config: BuildConfig) -> Any:
     if config.option("cpu_mem_arena", True) is False:
         # the arena keeps a session's peak allocation for its lifetime; streaming analyses turn it off
         so.enable_cpu_mem_arena = False
-    so.log_severity_level = 3
+    # fatal only: every failure ORT would log as an error also raises, and comes back as one BuildError/RunError
+    # naming the node (its log would print the same text again, several lines per failed If/Loop level)
+    so.log_severity_level = 4
     return so
 
 
@@ -353,3 +371,20 @@ class OnnxRuntimeBackend(Backend):
                     "build_seconds": seconds, "size_bytes": len(data), "built_at": time.time()}
         reporter.write("info", f"session ready in {seconds:.2f} s on {device} ({used[0]})", "onnxruntime")
         return OrtEngine(config, model, variant, metadata, session, so, providers, provider_options)
+
+
+_NODE = re.compile(r"running (\S+) node\. Name:'([^']*)'")
+
+
+def ort_failure(message: str) -> str:
+    """"ONNX Runtime failed in If node 'If_0' (inside it: LSTM node '.../LSTM'): Input X must have 3 dimensions":
+    ORT's error text with the nodes it names pulled to the front, one line."""
+    text = " ".join(message.split())
+    nodes = _NODE.findall(text)
+    reason = text.rsplit("Status Message: ", 1)[-1] if "Status Message: " in text else \
+        re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    if not nodes:
+        return f"ONNX Runtime failed: {reason}"
+    (op, name), (inner_op, inner) = nodes[0], nodes[-1]
+    where = f"{op} node {name!r}" + (f" (inside it: {inner_op} node {inner!r})" if len(nodes) > 1 else "")
+    return f"ONNX Runtime failed in {where}: {reason}"
