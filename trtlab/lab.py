@@ -189,8 +189,10 @@ def compare(session: "Session", reference: "EngineSpec", candidate: "EngineSpec"
         try:
             dims, shapes = build_args.get("dims"), build_args.get("shapes")
             batches, total = lab_batches(session, data, batch, seed, dims, shapes)
+            from .precision.graph import weight_tensors
             with generated_inputs_named(data, lambda: first_batch(session, batch, seed, dims, shapes)):
-                stats, done = compare_streaming(runners[0], runners[1], names, batches, total, range_prec, rep)
+                stats, done = compare_streaming(runners[0], runners[1], names, batches, total, range_prec, rep,
+                                                weights=weight_tensors(session.model.proto.graph))
         finally:
             for r in runners:
                 r.close()

@@ -110,6 +110,8 @@ class Model:
             path = Path(source)
             label = name or path.stem
             proto = _read_file(path)
+        from .precision.graph import name_nodes
+        name_nodes(proto)  # unnamed nodes get stable ids before anything reads node names
         model = cls(proto, name=label, path=path)
         model._validate(check_runtime)
         return model

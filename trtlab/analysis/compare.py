@@ -17,9 +17,10 @@ import numpy as np
 from ..errors import ConfigError
 from ..precision.lowp import RANGES
 
-COLUMNS = ["index", "tensor", "shape", "ref_dtype", "cand_dtype", "max_abs_err", "mean_abs_err", "max_rel_err",
+COLUMNS = ["index", "tensor", "kind", "shape", "ref_dtype", "cand_dtype", "max_abs_err", "mean_abs_err", "max_rel_err",
            "mean_rel_err", "elements_over_10pct", "total_elements", "ratio", "cosine", "snr_db", "rel_rms_err",
-           "ref_nan", "ref_inf", "cand_nan", "cand_inf", "ref_max_abs", "overflow", "underflow", "subnormal"]
+           "ref_nan", "ref_inf", "cand_nan", "cand_inf", "cand_overflow_inf", "finite_elements", "ref_max_abs",
+           "overflow", "underflow", "subnormal"]
 
 
 CHUNK = 1 << 20  # elements per statistics step: bounds temporaries to a few MiB whatever the tensor size
@@ -39,6 +40,7 @@ class TensorStats:
 
     name: str
     range_precision: str = "fp16"
+    kind: str = "activation"  # activation, weight (computed from constants only) or integer (any integer dtype)
     shape: tuple[int, ...] | None = None
     ref_dtype: str = ""
     cand_dtype: str = ""
@@ -61,6 +63,8 @@ class TensorStats:
     overflow: int = 0
     underflow: int = 0
     subnormal: int = 0
+    cand_overflow_inf: int = 0  # elements where the reference is finite and the candidate is +-inf
+    n_finite: int = 0  # elements where both are finite: the error statistics are over these only
 
     def update(self, ref: np.ndarray, cand: np.ndarray) -> None:
         """Fold one batch of both tensors into the sums (in chunks, so temporaries stay small)."""
@@ -70,27 +74,38 @@ class TensorStats:
             raise ConfigError(f"tensor {self.name!r}: reference shape {ref.shape} != candidate shape {cand.shape}; "
                               f"compare engines built for the same batch and input shapes")
         r_all, c_all = ref.reshape(-1), cand.reshape(-1)
+        if ref.dtype.kind in "iub":
+            self.kind = "integer"
         for start in range(0, r_all.size, CHUNK):
             self._update(np.asarray(r_all[start:start + CHUNK], np.float32),
                          np.asarray(c_all[start:start + CHUNK], np.float32))
 
     def _update(self, r: np.ndarray, c: np.ndarray) -> None:
         self.n += r.size
-        ra = np.abs(r)
-        finite = np.isfinite(r)
+        ref_fin = np.isfinite(r)
         self.ref_nan += int(np.count_nonzero(np.isnan(r)))
         self.ref_inf += int(np.count_nonzero(np.isinf(r)))
         self.cand_nan += int(np.count_nonzero(np.isnan(c)))
         self.cand_inf += int(np.count_nonzero(np.isinf(c)))
-        if r.size:
-            self.ref_max_abs = max(self.ref_max_abs, float(np.max(ra, where=finite, initial=0.0)))
-        o, u, s = range_counts(ra, self.range_precision)
-        self.overflow += o
-        self.underflow += u
-        self.subnormal += s
+        self.cand_overflow_inf += int(np.count_nonzero(ref_fin & np.isinf(c)))
+        fin = ref_fin & np.isfinite(c)
+        # an element the candidate made non-finite is over 10% off; it stays out of every sum below
+        self.over10 += int(np.count_nonzero(ref_fin & ~fin))
+        rf = np.abs(r[ref_fin]) if not ref_fin.all() else np.abs(r)  # range statistics: every finite reference
+        if rf.size:
+            self.ref_max_abs = max(self.ref_max_abs, float(np.max(rf)))
+        if self.kind != "integer":  # an integer tensor is never converted: no fp16 range statistics
+            o, u, s = range_counts(rf, self.range_precision)
+            self.overflow += o
+            self.underflow += u
+            self.subnormal += s
+        if not fin.all():
+            r, c = r[fin], c[fin]
+        self.n_finite += r.size
+        ra = np.abs(r)
         d = np.abs(r - c)
         if d.size:
-            self.max_abs = max(self.max_abs, float(np.nanmax(d)) if not np.all(np.isnan(d)) else math.nan)
+            self.max_abs = max(self.max_abs, float(np.max(d)))
         f64 = np.float64
         self.sum_abs += float(np.sum(d, dtype=f64))
         self.sum_err2 += float(np.sum(np.square(d, dtype=f64)))
@@ -108,32 +123,56 @@ class TensorStats:
             self.max_rel = max(self.max_rel, float(np.max(rel_nz)))
 
     def row(self) -> dict[str, Any]:
-        """The statistics as one table row."""
+        """The statistics as one table row. Errors are over the elements where both tensors are finite; a
+        statistic those do not define (none finite, a zero reference with an error) is None, never inf."""
+        def finite(v: float) -> float | None:
+            return v if math.isfinite(v) else None
+        has = self.n_finite > 0
         denom = math.sqrt(self.sum_ref2 * self.sum_cand2)
-        # an infinite error (a candidate overflowing to inf) makes the quotient 0: SNR -inf, not a math error
-        signal_to_error = self.sum_ref2 / self.sum_err2 if self.sum_err2 > 0 else math.inf
-        return {"tensor": self.name, "shape": list(self.shape) if self.shape else None, "ref_dtype": self.ref_dtype,
-                "cand_dtype": self.cand_dtype, "max_abs_err": self.max_abs,
-                "mean_abs_err": self.sum_abs / self.n if self.n else math.nan, "max_rel_err": self.max_rel,
-                "mean_rel_err": self.sum_rel / self.n_rel if self.n_rel else 0.0,
+        snr = (10 * math.log10(self.sum_ref2 / self.sum_err2) if self.sum_err2 > 0 and self.sum_ref2 > 0 else None)
+        return {"tensor": self.name, "kind": self.kind, "shape": list(self.shape) if self.shape else None,
+                "ref_dtype": self.ref_dtype, "cand_dtype": self.cand_dtype, "max_abs_err": self.max_abs if has else None,
+                "mean_abs_err": self.sum_abs / self.n_finite if has else None,
+                "max_rel_err": finite(self.max_rel) if has else None,
+                "mean_rel_err": finite(self.sum_rel / self.n_rel) if self.n_rel else (0.0 if has else None),
                 "elements_over_10pct": self.over10, "total_elements": self.n,
                 "ratio": self.over10 / self.n if self.n else 0.0,
-                "cosine": self.dot / denom if denom > 0 else (1.0 if self.sum_err2 == 0 else 0.0),
-                "snr_db": 10 * math.log10(signal_to_error) if 0 < signal_to_error < math.inf
-                else (math.inf if self.sum_err2 == 0 else -math.inf),
-                "rel_rms_err": math.sqrt(self.sum_err2 / self.sum_ref2) if self.sum_ref2 > 0
-                else (0.0 if self.sum_err2 == 0 else math.inf),
+                "cosine": (self.dot / denom if denom > 0 else (1.0 if self.sum_err2 == 0 else 0.0)) if has else None,
+                "snr_db": finite(snr) if snr is not None else None,
+                "rel_rms_err": (math.sqrt(self.sum_err2 / self.sum_ref2) if self.sum_ref2 > 0
+                                else (0.0 if self.sum_err2 == 0 else None)) if has else None,
                 "ref_nan": self.ref_nan, "ref_inf": self.ref_inf, "cand_nan": self.cand_nan,
-                "cand_inf": self.cand_inf, "ref_max_abs": self.ref_max_abs, "overflow": self.overflow,
+                "cand_inf": self.cand_inf, "cand_overflow_inf": self.cand_overflow_inf,
+                "finite_elements": self.n_finite, "ref_max_abs": self.ref_max_abs, "overflow": self.overflow,
                 "underflow": self.underflow, "subnormal": self.subnormal}
+
+    @property
+    def introduced_nonfinite(self) -> bool:
+        """Whether the candidate has NaN/inf beyond the reference's."""
+        return self.cand_nan > self.ref_nan or self.cand_inf > self.ref_inf
+
+
+def nonfinite_text(row: Any, precision: str = "fp16") -> str:
+    """'overflowed to inf in fp16 (50 inf, 0 NaN of 8192; reference 0 inf, 0 NaN)' for a comparison row."""
+    what = "overflowed to inf" if row["cand_overflow_inf"] else "became NaN"
+    return (f"{what} in {precision} ({int(row['cand_inf'])} inf, {int(row['cand_nan'])} NaN of "
+            f"{int(row['total_elements'])} elements; reference {int(row['ref_inf'])} inf, {int(row['ref_nan'])} NaN)")
 
 
 DIVERGENCE_COLUMNS = ("tensor", "rel_rms_err", "ref_nan", "cand_nan", "ref_inf", "cand_inf")
 
 
-def first_divergence(frame: Any, factor: float = 10.0, floor: float = 1e-3) -> dict[str, Any] | None:
-    """The first tensor (graph order) of a comparison frame whose relative RMS error exceeds both `floor` and
-    `factor` x the median of the tensors before it, or whose candidate has NaN/Inf where the reference has none.
+def activations(frame: Any) -> Any:
+    """The activation rows of a comparison frame (weights and integer tensors stay visible in the frame but out
+    of the headlines); a frame without a kind column is all activations."""
+    return frame[frame["kind"] == "activation"] if "kind" in frame else frame
+
+
+def first_divergence(frame: Any, factor: float = 10.0, floor: float = 1e-3,
+                     precision: str = "fp16") -> dict[str, Any] | None:
+    """The first activation (graph order) of a comparison frame whose relative RMS error exceeds both `floor` and
+    `factor` x the median of the activations before it, or whose candidate has NaN/Inf where the reference has
+    none (overflow). Weight and integer rows are skipped.
 
     Returns {"index", "position", "tensor", "rel_rms_err", "previous_median", "reason"}, or None when no tensor
     diverges. `frame` has the columns of stats_frame (at least DIVERGENCE_COLUMNS)."""
@@ -142,17 +181,23 @@ def first_divergence(frame: Any, factor: float = 10.0, floor: float = 1e-3) -> d
         raise ConfigError(f"first_divergence needs a comparison frame (Session.compare(...).frame); "
                           f"this one lacks {missing}")
     errs: list[float] = []
-    for pos, (_, row) in enumerate(frame.iterrows()):
-        err = float(row["rel_rms_err"])
+    acts = activations(frame)
+    for pos, (_, row) in enumerate(acts.iterrows()):
+        value = row["rel_rms_err"]
+        err = float(value) if value is not None and value == value else math.nan
         bad = (row["cand_nan"] > row["ref_nan"]) or (row["cand_inf"] > row["ref_inf"])
         base = float(np.median(errs)) if errs else 0.0
         if bad or (err > floor and (not errs or err > factor * base)):
-            reason = ("candidate has NaN/Inf where the reference has none" if bad else
-                      f"relative RMS error {err:.3g} > {factor:g} x median {base:.3g} of earlier tensors "
-                      f"and > {floor:g}")
+            if bad and "total_elements" in row and "cand_overflow_inf" in row:
+                reason = "candidate " + nonfinite_text(row, precision)
+            elif bad:
+                reason = "candidate has NaN/Inf where the reference has none"
+            else:
+                reason = (f"relative RMS error {err:.3g} > {factor:g} x median {base:.3g} of earlier activations "
+                          f"and > {floor:g}")
             index = int(row["index"]) if "index" in row and row["index"] == row["index"] else pos
-            return {"index": index, "position": pos, "tensor": row["tensor"], "rel_rms_err": err,
-                    "previous_median": base, "reason": reason}
+            return {"index": index, "position": pos, "tensor": row["tensor"],
+                    "rel_rms_err": err if math.isfinite(err) else None, "previous_median": base, "reason": reason}
         if math.isfinite(err):
             errs.append(err)
     return None
@@ -176,22 +221,39 @@ class ComparisonResult:
 
     def first_divergence(self, factor: float = 10.0, floor: float = 1e-3) -> dict[str, Any] | None:
         """The first divergence of this comparison (see the module function first_divergence)."""
-        return first_divergence(self.frame, factor, floor)
+        return first_divergence(self.frame, factor, floor, self.range_precision)
 
     @property
     def summary(self) -> dict[str, Any]:
-        """Headline numbers: tensors, worst tensor, first divergence, range problems."""
+        """Headline numbers over the activations (weights and integer tensors are counted, not ranked): worst
+        tensor, first divergence, tensors the candidate overflowed to inf, range problems."""
         f = self.frame
-        # a NaN error (the candidate has NaN) is the worst there is, not one to skip
-        worst = f.loc[f["rel_rms_err"].fillna(math.inf).idxmax()] if len(f) else None
+        acts = activations(f)
+        # a tensor the candidate made non-finite is the worst there is; then the largest finite error
+        worst = None
+        if len(acts):
+            bad = acts[(acts["cand_nan"] > acts["ref_nan"]) | (acts["cand_inf"] > acts["ref_inf"])]
+            pool = bad if len(bad) else acts
+            key = (pool["cand_inf"] + pool["cand_nan"]) if len(bad) else pool["rel_rms_err"].astype(float).fillna(-1.0)
+            worst = pool.loc[key.idxmax()]
         div = self.first_divergence()
+        err = None if worst is None else worst["rel_rms_err"]
+        kinds = f["kind"].value_counts().to_dict() if "kind" in f else {"activation": len(f)}
+        over = acts[acts["cand_overflow_inf"] > 0] if "cand_overflow_inf" in acts else acts.iloc[:0]
+        integer_free = f[f["kind"] != "integer"] if "kind" in f else f
         return {"reference": self.reference, "candidate": self.candidate, "tensors": int(len(f)),
                 "batches": self.batches,
+                "activations": int(kinds.get("activation", 0)), "weights": int(kinds.get("weight", 0)),
+                "integers": int(kinds.get("integer", 0)),
                 "worst_tensor": None if worst is None else worst["tensor"],
-                "worst_rel_rms_err": None if worst is None else float(worst["rel_rms_err"]),
+                "worst_rel_rms_err": None if err is None or err != err else float(err),
                 "first_divergence": None if div is None else div["tensor"],
-                f"tensors_overflowing_{self.range_precision}": int((f["overflow"] > 0).sum()) if len(f) else 0,
-                f"tensors_underflowing_{self.range_precision}": int((f["underflow"] > 0).sum()) if len(f) else 0}
+                f"tensors_overflowed_to_inf_{self.range_precision}": int(len(over)),
+                f"elements_overflowed_to_inf_{self.range_precision}": int(over["cand_overflow_inf"].sum())
+                if len(over) else 0,
+                f"tensors_overflowing_{self.range_precision}": int((integer_free["overflow"] > 0).sum()) if len(f) else 0,
+                f"tensors_underflowing_{self.range_precision}": int((integer_free["underflow"] > 0).sum())
+                if len(f) else 0}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready payload for the workspace."""
@@ -201,15 +263,25 @@ class ComparisonResult:
 
     def __repr__(self) -> str:
         s = self.summary
+        p = self.range_precision
         div = s["first_divergence"] or "none"
-        return (f"<ComparisonResult {self.candidate} vs {self.reference}: {s['tensors']} tensors, {self.batches} "
-                f"batch(es), worst {s['worst_tensor']} (rel RMS {s['worst_rel_rms_err']:.3g}), first divergence "
-                f"{div}>")
+        err = s["worst_rel_rms_err"]
+        worst = f"worst {s['worst_tensor']}"
+        if s["worst_tensor"] is not None:
+            row = self.frame.loc[self.frame["tensor"] == s["worst_tensor"]].iloc[0]
+            bad = row["cand_nan"] > row["ref_nan"] or row["cand_inf"] > row["ref_inf"]
+            worst += f" ({nonfinite_text(row, p)})" if bad else f" (rel RMS {err:.3g})" if err is not None else ""
+        over = s[f"tensors_overflowed_to_inf_{p}"]
+        overflow = (f", {over} tensor(s) overflowed to inf in {p} ({s[f'elements_overflowed_to_inf_{p}']} "
+                    f"elements)" if over else "")
+        return (f"<ComparisonResult {self.candidate} vs {self.reference}: {s['tensors']} tensors "
+                f"({s['activations']} activations, {s['weights']} weights, {s['integers']} integer), "
+                f"{self.batches} batch(es), {worst}, first divergence {div}{overflow}>")
 
     def _repr_html_(self) -> str:
         from ..markup import esc
-        cols = ["tensor", "max_abs_err", "mean_rel_err", "ratio", "cosine", "snr_db", "overflow", "underflow",
-                "subnormal"]
+        cols = ["tensor", "kind", "max_abs_err", "mean_rel_err", "ratio", "cosine", "snr_db", "cand_inf", "cand_nan",
+                "overflow", "underflow", "subnormal"]
         return (f"<b>{esc(repr(self))}</b>" + "".join(f"<br><i>{esc(n)}</i>" for n in self.notes)
                 + self.frame[cols].to_html(max_rows=40, float_format=lambda v: f"{v:.4g}"))
 
@@ -223,10 +295,13 @@ def stats_frame(stats: Iterable[TensorStats]):
 
 def compare_streaming(reference: Any, candidate: Any, names: list[str], batches: Iterable[Mapping[str, np.ndarray]],
                       total: int | None, range_precision: str = "fp16", reporter: Any = None,
-                      labels: tuple[str, str] = ("reference", "candidate")) -> tuple[list[TensorStats], int]:
-    """Accumulate TensorStats for `names` over batches; `reference`/`candidate` are SegmentedRunners."""
+                      labels: tuple[str, str] = ("reference", "candidate"),
+                      weights: Iterable[str] = ()) -> tuple[list[TensorStats], int]:
+    """Accumulate TensorStats for `names` over batches; `reference`/`candidate` are SegmentedRunners; the tensors
+    `weights` (computed from constants only) are labelled kind "weight"."""
     from ..errors import InputError
-    stats = {n: TensorStats(n, range_precision) for n in names}
+    weights = set(weights)
+    stats = {n: TensorStats(n, range_precision, "weight" if n in weights else "activation") for n in names}
     done = 0
     steps = len(reference.segments)
     for feeds in batches:

@@ -66,10 +66,19 @@ def check_search(tolerance: float, metric: str) -> None:
 
 def error_gain_ranking(frame: Any, nodes: Iterable[Any]) -> list[str]:
     """Names of `nodes` (ONNX NodeProtos, graph order) by how much relative RMS error each adds over its inputs in a
-    comparison frame (columns tensor, rel_rms_err), largest first."""
-    err = dict(zip(frame["tensor"], frame["rel_rms_err"]))
+    comparison frame (columns tensor, rel_rms_err; kind when it has one), largest first. Only activation rows
+    count: a weight's or integer tensor's error is not a node's doing. A node whose output the candidate made
+    non-finite (overflow to inf) ranks first."""
+    acts = frame[frame["kind"] == "activation"] if "kind" in frame else frame
+    bad = set(acts["tensor"][(acts["cand_nan"] > acts["ref_nan"]) | (acts["cand_inf"] > acts["ref_inf"])]) \
+        if "cand_inf" in acts else set()
+    err = {t: (math.inf if t in bad else float(e) if e is not None else math.nan)
+           for t, e in zip(acts["tensor"], acts["rel_rms_err"])}
     scored = []
     for n in nodes:
+        if any(o in bad for o in n.output):
+            scored.append((math.inf, math.inf, n.name))
+            continue
         outs = [err[o] for o in n.output if o in err and math.isfinite(err[o])]
         if not outs:
             continue
@@ -88,7 +97,10 @@ def worst_output_error(reference: Sequence[Mapping[str, np.ndarray]], candidate:
         st = TensorStats(name)
         for r, c in zip(reference, candidate):
             st.update(r[name], c[name])
-        worst = max(worst, float(st.row()[metric]))
+        if st.introduced_nonfinite:  # the candidate overflowed to inf (or NaN): it cannot meet any tolerance
+            return math.inf
+        value = st.row()[metric]
+        worst = max(worst, math.inf if value is None else float(value))
     return worst
 
 

@@ -81,6 +81,45 @@ def constant_names(graph: onnx.GraphProto) -> set[str]:
     return names
 
 
+def weight_tensors(graph: onnx.GraphProto) -> set[str]:
+    """Node outputs computed from constants only (Constant nodes and nodes reading nothing but initializers or
+    such outputs, e.g. a Cast of a Constant): the graph's weights, as opposed to its activations."""
+    const = constant_names(graph)
+    fed = {i.name for i in graph.input} - {init.name for init in graph.initializer}
+    out: set[str] = set()
+    for node in graph.node:
+        ins = [i for i in node.input if i]
+        if node.op_type == "Constant" or (ins and all(i in const and i not in fed for i in ins)
+                                         and not any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+                                                     for a in node.attribute)):
+            out.update(o for o in node.output if o)
+            const.update(o for o in node.output if o)
+    return out
+
+
+def name_nodes(model: onnx.ModelProto) -> int:
+    """Give every unnamed node (subgraphs included) the id `<op_type>_<index>`, unique in the model; returns how
+    many were named. Done once when trtlab loads a model, so pins, rankings and reports all use the same ids."""
+    graphs, taken, unnamed = [model.graph], set(), []
+    while graphs:
+        g = graphs.pop()
+        for node in g.node:
+            (taken.add(node.name) if node.name else unnamed.append(node))
+            for a in node.attribute:
+                graphs.extend([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs))
+    counts: dict[str, int] = {}
+    for node in unnamed:
+        while True:
+            i = counts.get(node.op_type, 0)
+            counts[node.op_type] = i + 1
+            name = f"{node.op_type}_{i}"
+            if name not in taken:
+                break
+        node.name = name
+        taken.add(name)
+    return len(unnamed)
+
+
 def all_tensor_names(model: onnx.ModelProto) -> set[str]:
     graph = model.graph
     names = {vi.name for vi in (*graph.input, *graph.output, *graph.value_info)}
