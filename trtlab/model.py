@@ -85,6 +85,29 @@ def _tensor_identity(tensor: TensorProto, base_dir: str) -> bytes:
     return head + np.ascontiguousarray(data).tobytes()
 
 
+def name_nodes(model: onnx.ModelProto) -> int:
+    """Give every unnamed node (subgraphs included) the id `<op_type>_<index>`, unique in the model; returns how
+    many were named. Done once when trtlab loads a model, so pins, rankings and reports all use the same ids."""
+    graphs, taken, unnamed = [model.graph], set(), []
+    while graphs:
+        g = graphs.pop()
+        for node in g.node:
+            (taken.add(node.name) if node.name else unnamed.append(node))
+            for a in node.attribute:
+                graphs.extend([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs))
+    counts: dict[str, int] = {}
+    for node in unnamed:
+        while True:
+            i = counts.get(node.op_type, 0)
+            counts[node.op_type] = i + 1
+            name = f"{node.op_type}_{i}"
+            if name not in taken:
+                break
+        node.name = name
+        taken.add(name)
+    return len(unnamed)
+
+
 class Model:
     """A checked ONNX model with inferred shapes, a hash, and a graph view."""
 
@@ -110,7 +133,6 @@ class Model:
             path = Path(source)
             label = name or path.stem
             proto = _read_file(path)
-        from .precision.graph import name_nodes
         name_nodes(proto)  # unnamed nodes get stable ids before anything reads node names
         model = cls(proto, name=label, path=path)
         model._validate(check_runtime)

@@ -97,29 +97,6 @@ def weight_tensors(graph: onnx.GraphProto) -> set[str]:
     return out
 
 
-def name_nodes(model: onnx.ModelProto) -> int:
-    """Give every unnamed node (subgraphs included) the id `<op_type>_<index>`, unique in the model; returns how
-    many were named. Done once when trtlab loads a model, so pins, rankings and reports all use the same ids."""
-    graphs, taken, unnamed = [model.graph], set(), []
-    while graphs:
-        g = graphs.pop()
-        for node in g.node:
-            (taken.add(node.name) if node.name else unnamed.append(node))
-            for a in node.attribute:
-                graphs.extend([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs))
-    counts: dict[str, int] = {}
-    for node in unnamed:
-        while True:
-            i = counts.get(node.op_type, 0)
-            counts[node.op_type] = i + 1
-            name = f"{node.op_type}_{i}"
-            if name not in taken:
-                break
-        node.name = name
-        taken.add(name)
-    return len(unnamed)
-
-
 def all_tensor_names(model: onnx.ModelProto) -> set[str]:
     graph = model.graph
     names = {vi.name for vi in (*graph.input, *graph.output, *graph.value_info)}
