@@ -362,6 +362,30 @@ def read_record(path: Path) -> Any:
         return None
 
 
+def read_lines(path: Path, what: str) -> list[tuple[int, Any]]:
+    """(line number, parsed JSON) of each line of an append-only file trtlab wrote (`append_line`), in order.
+
+    A link is not read (warned, naming `what` the file should hold); a missing file has no lines; a torn last line
+    (a crash while appending) is dropped quietly; any other line that is not UTF-8 JSON is skipped with a warning
+    naming the file and line. What each value must be is the caller's rule. OSError reading the file propagates."""
+    if is_link(path):
+        warnings.warn(f"skipping {path}: it is a symbolic link, not {what} trtlab wrote", stacklevel=3)
+        return []
+    if not path.exists():
+        return []
+    lines = path.read_bytes().split(b"\n")
+    out = []
+    for i, raw in enumerate(lines):
+        if not raw.strip():
+            continue
+        try:
+            out.append((i + 1, json.loads(raw.decode("utf-8"))))
+        except ValueError as exc:  # JSON or UTF-8
+            if i < len(lines) - 1:  # the last line without a newline is a torn write: not worth a warning
+                warnings.warn(f"skipping damaged line {i + 1} of {path} ({exc})", stacklevel=3)
+    return out
+
+
 # ---- result ids ----------------------------------------------------------------------------------
 _ID_COUNTER = itertools.count(1)
 _ID_LOCK = threading.Lock()

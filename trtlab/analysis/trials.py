@@ -50,27 +50,17 @@ class TrialStore:
     def load(self) -> list[dict[str, Any]]:
         """Stored trial records in order. A torn last line (a crash while writing) is dropped quietly; any other
         line that is not a JSON object is skipped with a warning naming the file."""
-        from ..workspace import is_link
-        if is_link(self.trials_path):
-            warnings.warn(f"ignoring {self.trials_path}: it is a symbolic link, not trials trtlab wrote",
-                          stacklevel=2)
-            return []
-        if not self.trials_path.exists():
-            return []
+        from ..workspace import read_lines
         try:
-            lines = self.trials_path.read_bytes().decode("utf-8", errors="replace").splitlines()
+            lines = read_lines(self.trials_path, "trials")
         except OSError as exc:
             raise ConfigError(f"cannot read stored trials {self.trials_path} ({exc}): run without resume") from None
         out = []
-        for i, line in enumerate(lines):
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                rec = None
+        for n, rec in lines:
             if isinstance(rec, dict):
                 out.append(rec)
-            elif line.strip() and i < len(lines) - 1:
-                warnings.warn(f"skipping damaged line {i + 1} of {self.trials_path}", stacklevel=2)
+            else:
+                warnings.warn(f"skipping damaged line {n} of {self.trials_path}", stacklevel=2)
         return out
 
     def append(self, record: Mapping[str, Any]) -> None:

@@ -48,26 +48,11 @@ class SweepStore:
     def load(self) -> list[dict[str, Any]]:
         """Finished point records in order; a torn last line (crash while writing) is ignored, any other
         damaged line is skipped with a warning naming the file and line."""
-        from ...workspace import is_link
-        if is_link(self.points_path):
-            warnings.warn(f"skipping {self.points_path}: it is a symbolic link, not a file trtlab wrote",
-                          stacklevel=2)
-            return []
-        if not self.points_path.exists():
-            return []
-        lines = self.points_path.read_bytes().split(b"\n")
+        from ...workspace import read_lines
         out = []
-        for i, raw in enumerate(lines):
-            if not raw.strip():
-                continue
-            try:
-                rec = json.loads(raw.decode("utf-8"))
-            except ValueError as exc:  # JSON or UTF-8
-                if i < len(lines) - 1:  # the last line without a newline is a torn write: not worth a warning
-                    warnings.warn(f"skipping damaged line {i + 1} of {self.points_path} ({exc})", stacklevel=2)
-                continue
+        for n, rec in read_lines(self.points_path, "a file"):
             if not isinstance(rec, dict) or not all(k in rec for k in POINT_KEYS):
-                warnings.warn(f"skipping line {i + 1} of {self.points_path}: not a sweep point (a JSON object "
+                warnings.warn(f"skipping line {n} of {self.points_path}: not a sweep point (a JSON object "
                               f"with {', '.join(POINT_KEYS)})", stacklevel=2)
                 continue
             out.append(_nan_for_null(rec))
