@@ -104,21 +104,25 @@ def lab(tmp_path_factory):
         log.close()
 
 
-def test_quickstart_notebook_renders_dashboard_and_charts(lab, browser):
-    page = browser.new_page(viewport={"width": 1400, "height": 1100})
-    console_errors: list[str] = []
-    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
-    page.goto(f"{lab['base']}/lab/tree/{NOTEBOOK}?token={lab['token']}")
+def run_all_cells(page, url: str) -> None:
+    """Open the notebook at `url` in JupyterLab and start Run All Cells (accepting "Select Kernel" if it appears)."""
+    page.goto(url)
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
-    accept = page.locator(".jp-Dialog .jp-Dialog-button.jp-mod-accept")
     try:  # "Select Kernel" appears on first open with some settings
-        accept.first.click(timeout=5_000)
+        page.locator(".jp-Dialog .jp-Dialog-button.jp-mod-accept").first.click(timeout=5_000)
     except Exception:
         pass
     page.wait_for_selector(".jp-NotebookPanel-toolbar", timeout=60_000)
     page.locator(".jp-Notebook").first.click()
     page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
     page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+
+
+def test_quickstart_notebook_renders_dashboard_and_charts(lab, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    console_errors: list[str] = []
+    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+    run_all_cells(page, f"{lab['base']}/lab/tree/{NOTEBOOK}?token={lab['token']}")
 
     # the last cell writes the report: once it has an output, every cell ran
     page.wait_for_function(
@@ -251,16 +255,7 @@ def test_hostile_model_runs_no_script_in_jupyterlab(lab, browser):
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     # a workspace of its own: the quick-start notebook, open in the default one, stays out of this page
-    page.goto(f"{lab['base']}/lab/workspaces/hostile/tree/hostile.ipynb?token={lab['token']}")
-    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
-    try:
-        page.locator(".jp-Dialog .jp-Dialog-button.jp-mod-accept").first.click(timeout=5_000)
-    except Exception:
-        pass
-    page.wait_for_selector(".jp-NotebookPanel-toolbar", timeout=60_000)
-    page.locator(".jp-Notebook").first.click()
-    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+    run_all_cells(page, f"{lab['base']}/lab/workspaces/hostile/tree/hostile.ipynb?token={lab['token']}")
     page.wait_for_function("""() => [...document.querySelectorAll('.jp-OutputArea-output')]
                                     .some(e => e.innerText.includes('hostile notebook done'))""", timeout=240_000)
     stderr = page.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')
