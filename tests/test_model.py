@@ -133,3 +133,16 @@ def test_random_integer_inputs_follow_the_models_declared_range():
     assert set(np.unique(feeds["attention_mask"])) <= {0, 1}
     assert feeds["input_ids"].max() >= 100  # the vocabulary range, not the [0, 100) default
     assert m.input_range("input_ids")[1] == 8192
+
+
+def test_loading_a_proto_with_unnamed_nodes_leaves_the_callers_proto_unchanged():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["t"]), helper.make_node("Neg", ["t"], ["y"])],
+                          "g", [x], [y])
+    proto = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    before = proto.SerializeToString()
+    m = Model.load(proto)
+    assert proto.SerializeToString() == before  # the caller's nodes keep their empty names
+    assert [n.name for n in m.proto.graph.node] == ["Relu_0", "Neg_0"]
+    assert Model.load(proto).hash == m.hash  # and loading it again gives the same identity

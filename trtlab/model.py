@@ -108,6 +108,21 @@ def name_nodes(model: onnx.ModelProto) -> int:
     return len(unnamed)
 
 
+def _copy_if_unnamed(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """``proto`` itself when every node (in subgraphs too) has a name, else a copy that ``name_nodes`` may edit."""
+    graphs = [proto.graph]
+    while graphs:
+        g = graphs.pop()
+        for node in g.node:
+            if not node.name:
+                copy = onnx.ModelProto()
+                copy.CopyFrom(proto)
+                return copy
+            for a in node.attribute:
+                graphs.extend([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs))
+    return proto
+
+
 class Model:
     """A checked ONNX model with inferred shapes, a hash, and a graph view."""
 
@@ -124,7 +139,7 @@ class Model:
             return source
         path: Path | None = None
         if isinstance(source, onnx.ModelProto):
-            proto = source
+            proto = _copy_if_unnamed(source)  # the caller's proto is theirs: naming nodes must not change it
             label = name or (source.graph.name or "model")
         elif isinstance(source, (bytes, bytearray)):
             label = name or "model (bytes)"
