@@ -162,3 +162,17 @@ def test_build_tab_follows_its_own_job_not_another_with_the_same_task(tiny_model
     finally:
         release.set()
         panel.close()
+
+
+def test_a_job_that_waits_for_a_job_it_started_finishes_with_one_worker(tiny_model, workspace):
+    s = trtlab.Session(tiny_model, workspace=workspace, max_jobs=1)
+    eng = s.build(batch=1)
+
+    def outer(rep):  # e.g. a notebook callback that benchmarks in the background and waits for it
+        inner = s.benchmark(eng, iterations=5, warmup=1, background=True)
+        return inner.result(timeout=60)
+
+    job = s.submit("outer", outer)
+    r = job.result(timeout=90)
+    assert len(r.latencies_ms) == 5
+    assert s._executor.queued == 0

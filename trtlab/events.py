@@ -197,6 +197,9 @@ class Reporter:
             _active.reset(token)
 
 
+_worker_of = threading.local()  # .executors: the JobExecutor(s) whose worker this thread is
+
+
 class JobExecutor:
     """Runs jobs at most `max_workers` at a time, the rest waiting in submission order. Workers are daemon
     threads started on demand that end when nothing waits, so an exiting kernel never waits on queued work."""
@@ -210,13 +213,22 @@ class JobExecutor:
         self._lock = threading.Lock()
 
     def submit(self, job: "Job") -> None:
-        """Queue `job`; it starts as soon as a worker is free."""
+        """Queue `job`; it starts as soon as a worker is free. A job submitted from inside one of this
+        executor's jobs starts at once on a thread of its own: the outer job may be waiting for it, and queueing
+        it behind the outer job (max_jobs=1) would wait forever."""
+        if self in getattr(_worker_of, "executors", ()):
+            threading.Thread(target=self._work_nested, args=(job,), name="trtlab-job-nested", daemon=True).start()
+            return
         with self._lock:
             self._pending.append(job)
             if self._workers >= self.max_workers:
                 return
             self._workers += 1
         threading.Thread(target=self._work, name="trtlab-job", daemon=True).start()
+
+    def _work_nested(self, job: "Job") -> None:
+        _worker_of.executors = {self}
+        job._run()
 
     def withdraw(self, job: "Job") -> bool:
         """Take a job that has not started out of the queue; False when it already started (or finished)."""
@@ -234,6 +246,7 @@ class JobExecutor:
             return len(self._pending)
 
     def _work(self) -> None:
+        _worker_of.executors = {self}
         while True:
             with self._lock:
                 if not self._pending:
