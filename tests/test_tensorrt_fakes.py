@@ -20,6 +20,7 @@ import numpy as np
 class cudaError_t(enum.IntEnum):
     cudaSuccess = 0
     cudaErrorMemoryAllocation = 2
+    cudaErrorNotReady = 600
     cudaErrorNoDevice = 100
 
 
@@ -111,6 +112,12 @@ class FakeCudart(types.SimpleNamespace):
         self._log("cudaStreamSynchronize")
         return (cudaError_t.cudaSuccess,)
 
+    def cudaStreamQuery(self, stream):
+        """cudaErrorNotReady on the first poll of each wait (work still queued), then cudaSuccess."""
+        self._log("cudaStreamQuery")
+        self.polls = getattr(self, "polls", 0) + 1
+        return (cudaError_t.cudaErrorNotReady if self.polls % 2 else cudaError_t.cudaSuccess,)
+
     def cudaStreamDestroy(self, stream):
         self.streams.remove(int(stream))
         return (cudaError_t.cudaSuccess,)
@@ -150,6 +157,7 @@ class FakeCudart(types.SimpleNamespace):
         return cudaError_t.cudaSuccess, next(self._ids)
 
     def cudaEventRecord(self, event, stream):
+        self._log("cudaEventRecord")
         return (cudaError_t.cudaSuccess,)
 
     def cudaEventSynchronize(self, event):
@@ -252,6 +260,7 @@ class FakeContext:
         self.addresses = {}
         self.profiler = None
         self.executions = []
+        self.profiled = []  # per execution: whether an IProfiler was attached
 
     def set_input_shape(self, name, shape):
         lo, _, hi = self.engine.get_tensor_profile_shape(name, 0)
@@ -269,6 +278,7 @@ class FakeContext:
         return True
 
     def _compute(self):
+        self.profiled.append(self.profiler is not None)
         mem = self.engine.cudart.memory
         shape = self.shapes["input"]
         n = int(np.prod(shape)) * 4
@@ -344,7 +354,7 @@ class FakeInspector:
             "Bindings": ["input", "logits"]})
 
 
-def make_module(cudart):
+def make_module(cudart, version="10.9.0.34"):
     """A fake `tensorrt` module whose Runtime deserializes b'fake-plan' into the MLP engine."""
 
     class Runtime:
@@ -359,4 +369,4 @@ def make_module(cudart):
 
     return types.SimpleNamespace(Runtime=Runtime, ILogger=ILogger, IProfiler=IProfiler, TensorIOMode=TensorIOMode,
                                  LayerInformationFormat=LayerInformationFormat, ComputeCapability=ComputeCapability,
-                                 __version__="10.9.0.34")
+                                 __version__=version)

@@ -155,10 +155,13 @@ class Session:
     def benchmark(self, engine: EngineSpec = None, iterations: int | None = None, duration: float | None = None,
                   warmup: int = 10, data: Mapping[str, np.ndarray] | None = None, seed: int = 0,
                   monitor: Any = False, mode: str | None = None, cuda_graph: bool | None = None,
+                  transfers: bool | None = None, spin_wait: bool | None = None, profile: bool = False,
                   background: bool = False):
         """Time an engine (trtexec-style summary); the result is written to the workspace at once.
 
-        mode="execute"|"enqueue" and cuda_graph=True choose how a TensorRT engine is launched (TensorRT FAQ 8)."""
+        mode="execute"|"enqueue", cuda_graph=, transfers= and spin_wait= choose how a TensorRT engine is
+        launched (TensorRT FAQ 8); unset, they follow trtexec's defaults for the installed TensorRT major, and
+        the summary says which. profile=True adds a per-layer profile from a separate run (stored too)."""
         from .analysis.benchmark import run_benchmark
 
         def work(rep: Reporter):
@@ -167,11 +170,15 @@ class Session:
             try:
                 with generated_inputs_named(data, lambda: eng.random_feeds(seed)):
                     result = run_benchmark(eng, data, iterations=iterations, duration=duration, warmup=warmup,
-                                           seed=seed, reporter=rep, monitor=mon, mode=mode, cuda_graph=cuda_graph)
+                                           seed=seed, reporter=rep, monitor=mon, mode=mode, cuda_graph=cuda_graph,
+                                           transfers=transfers, spin_wait=spin_wait, profile=profile)
             finally:
                 if mon is not None and monitor is True:
                     mon.stop()
             self.workspace.save_result("benchmark", result.to_dict(), result.to_frame(), result=result)
+            if result.profile is not None:
+                prof = result.profile
+                self.workspace.save_result("profile", prof.to_dict(), prof.to_frame(), result=prof)
             rep.write("info", f"{result!r}", "benchmark")
             return result
         return self._run("benchmark", work, background)

@@ -6,7 +6,7 @@ import json
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
@@ -17,6 +17,7 @@ from ..errors import ConfigError
 if TYPE_CHECKING:
     from ..backends.base import Engine
     from ..events import Reporter
+    from .launch import Launch
 
 PERCENTILES = (90, 95, 99)
 # A duration run keeps every latency (buffers grow as it goes: 25 s of 10 us runs is 2.5 M entries, 40 MB with their
@@ -53,6 +54,8 @@ class BenchmarkResult:
     samples: pd.DataFrame | None = None
     mode: str = "sync"
     stopped: str | None = None  # why a duration run ended before its duration (MAX_ITERATIONS), else None
+    launch: dict[str, Any] | None = None  # TensorRT engines: launch.Launch.to_dict(), the rules that applied
+    profile: Any = None  # the LayerProfile of the separate profiling run (profile=True), else None
 
     @property
     def iterations(self) -> int:
@@ -105,7 +108,8 @@ class BenchmarkResult:
         return {"kind": "benchmark", **self.summary(), "config": self.config, "wall_s": self.wall_s,
                 "warmup": self.warmup, "mode": self.mode, "utilization": self.utilization,
                 "latencies_ms": self.latencies_ms.tolist(), "starts_s": self.starts_s.tolist(),
-                "device_ms": None if self.device_ms is None else self.device_ms.tolist(), "stopped": self.stopped}
+                "device_ms": None if self.device_ms is None else self.device_ms.tolist(), "stopped": self.stopped,
+                "launch": self.launch}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "BenchmarkResult":
@@ -113,7 +117,8 @@ class BenchmarkResult:
         dev = d.get("device_ms")
         return cls(d["engine"], d["batch"], np.asarray(d["latencies_ms"]), np.asarray(d["starts_s"]), d["wall_s"],
                    d.get("warmup", 0), None if dev is None else np.asarray(dev), d.get("config", {}),
-                   d.get("device", "CPU"), d.get("utilization"), None, d.get("mode", "sync"), d.get("stopped"))
+                   d.get("device", "CPU"), d.get("utilization"), None, d.get("mode", "sync"), d.get("stopped"),
+                   d.get("launch"))
 
     def __str__(self) -> str:
         s = self.stats
@@ -131,6 +136,9 @@ class BenchmarkResult:
                    f"{self.warmup} warm-up)")
         cv = s["std"] / s["mean"] * 100 if s["mean"] else 0.0
         out.append(f"[I] Latency coefficient of variance: {cv:.3g} %")
+        if self.launch:
+            from .launch import Launch
+            out += Launch.from_dict(self.launch).lines()
         if self.stopped:
             out.append(f"[W] {self.stopped}")
         if self.utilization:
@@ -159,12 +167,16 @@ class BenchmarkResult:
 def run_benchmark(engine: "Engine", feeds: Mapping[str, np.ndarray] | None = None, iterations: int | None = None,
                   duration: float | None = None, warmup: int = 10, seed: int = 0, reporter: "Reporter | None" = None,
                   monitor: Any = None, device_time: bool = True, mode: str | None = None,
-                  cuda_graph: bool | None = None) -> BenchmarkResult:
+                  cuda_graph: bool | None = None, transfers: bool | None = None, spin_wait: bool | None = None,
+                  profile: bool = False) -> BenchmarkResult:
     """Time `engine` on `feeds` (seeded random when None) for `iterations` runs or `duration` seconds.
 
-    mode="execute"|"enqueue" and cuda_graph=True launch a TensorRT engine's runs that way (TensorRT FAQ 8;
-    default: its build options) through its own runner, so benchmarks of one engine in other modes can run
-    at the same time; engines without launch modes refuse them."""
+    mode="execute"|"enqueue", cuda_graph=, transfers= (host/device copies inside each timed run) and
+    spin_wait= launch a TensorRT engine's runs that way (TensorRT FAQ 8) through its own runner, so benchmarks
+    of one engine in other modes can run at the same time. What is not given comes from the engine's build
+    options, then from trtexec's defaults for the engine's TensorRT major (trtlab.analysis.launch); the
+    result's summary says which. Engines without launch modes refuse them. profile=True adds a per-layer
+    profile (result.profile) taken in a run of its own after the timed loop, never inside it."""
     if iterations is None and duration is None:
         iterations = 100
     if iterations is not None and iterations <= 0:
@@ -173,9 +185,16 @@ def run_benchmark(engine: "Engine", feeds: Mapping[str, np.ndarray] | None = Non
         raise ConfigError(f"duration must be positive seconds, got {duration}")
     if warmup < 0:
         raise ConfigError(f"warmup must be 0 or more iterations, got {warmup}")
+    settings = _launch_settings(engine, mode, cuda_graph, transfers, spin_wait)
+    if settings is not None:
+        mode, cuda_graph = settings.mode, settings.cuda_graph
     launch = engine.launch_mode(mode, cuda_graph)  # ConfigError for modes the engine does not have
     feeds = engine.check_feeds(feeds) if feeds is not None else engine.random_feeds(seed)
-    run = engine.runner(feeds, mode=mode, cuda_graph=cuda_graph)
+    if settings is not None:
+        run = engine.runner(feeds, mode=mode, cuda_graph=cuda_graph, transfers=settings.transfers,
+                            spin_wait=settings.spin_wait)
+    else:
+        run = engine.runner(feeds)
     for i in range(warmup):
         run()
         if reporter and (i & 7) == 0:
@@ -226,10 +245,33 @@ def run_benchmark(engine: "Engine", feeds: Mapping[str, np.ndarray] | None = Non
         samples = monitor.window(float(starts[0]), float(starts[n - 1] + lat[n - 1]))
         util = monitor.summary(float(starts[0]), float(starts[n - 1] + lat[n - 1]))
         samples = pd.DataFrame(samples) if samples is not None else None
+    layer_profile = None
+    if profile:  # after the timed loop: the profiler never slows a timed run (trtexec 11's rule)
+        layer_profile = engine.profile_layers(feeds, reporter=reporter)
+    if settings is not None:
+        settings = replace(settings, profile=layer_profile is not None)
     return BenchmarkResult(engine=engine.name, batch=batch, latencies_ms=lat[:n] * 1e3, starts_s=starts[:n],
                            wall_s=wall, warmup=warmup, device_ms=None if dev is None else dev[:n],
                            config=engine.config.to_dict(), device=engine.device, utilization=util,
-                           samples=samples, stopped=stopped, mode=launch or "sync")
+                           samples=samples, stopped=stopped, mode=launch or "sync",
+                           launch=None if settings is None else settings.to_dict(), profile=layer_profile)
+
+
+def _launch_settings(engine: "Engine", mode: str | None, cuda_graph: bool | None, transfers: bool | None,
+                     spin_wait: bool | None) -> "Launch | None":
+    """The launch of a TensorRT engine's benchmark (caller, then build options, then the major's defaults);
+    None for engines with one way to run, which refuse transfers=/spin_wait= like mode=/cuda_graph=."""
+    from .launch import launch_defaults, resolve_launch
+    library = engine.launch_library
+    if library is None:
+        if transfers is not None or spin_wait is not None:
+            raise ConfigError(f"transfers=/spin_wait= apply to TensorRT engines; {engine.name} runs on "
+                              f"{engine.backend_name}, whose runs always include their copies")
+        return None
+    options = dict(engine.config.options)
+    chosen = mode is not None or "mode" in options
+    plain = engine.launch_mode(mode, False)  # the mode alone: "enqueue" or "execute" (ConfigError otherwise)
+    return resolve_launch(launch_defaults(*library), plain, chosen, cuda_graph, transfers, spin_wait, options)
 
 
 def _grown(a: np.ndarray, size: int) -> np.ndarray:

@@ -27,7 +27,7 @@ class Engine(ABC):
 
     backend_name: str = "?"
     # capabilities (subclasses that have them say so; callers ask these, never hasattr)
-    supports_launch_modes: bool = False  # runner(feeds, mode=, cuda_graph=) picks execute/enqueue/CUDA graph
+    supports_launch_modes: bool = False  # runner(feeds, mode=, cuda_graph=, transfers=, spin_wait=) picks the launch
     uses_cuda_graph: bool = False  # runs need fixed device buffers (fixed_buffer_runner)
 
     def __init__(self, config: BuildConfig, model: Model, variant: Variant, metadata: dict[str, Any]) -> None:
@@ -65,6 +65,12 @@ class Engine(ABC):
     def run(self, feeds: Mapping[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
         """Run one inference: dict of input arrays in, dict of output arrays out. Thread-safe."""
 
+    @property
+    def launch_library(self) -> tuple[str, str] | None:
+        """(family, version) of the TensorRT library whose trtexec defaults a benchmark of this engine follows
+        (trtlab.analysis.launch); None for engines with one way to run."""
+        return None
+
     def launch_mode(self, mode: str | None = None, cuda_graph: bool | None = None) -> str | None:
         """How runner(feeds, mode, cuda_graph) launches, as a benchmark records it; None for an engine with
         one way to run, which refuses mode=/cuda_graph= (supports_launch_modes False)."""
@@ -77,7 +83,8 @@ class Engine(ABC):
     def runner(self, feeds: Mapping[str, np.ndarray], mode: str | None = None,
                cuda_graph: bool | None = None) -> Callable[[], Any]:
         """A zero-argument callable running one inference on prepared feeds, for timing loops; mode= and
-        cuda_graph= choose its launch on engines with supports_launch_modes (the engine is not changed)."""
+        cuda_graph= choose its launch on engines with supports_launch_modes (the engine is not changed; those
+        runners also take transfers= and spin_wait=, see launch_library)."""
         self.launch_mode(mode, cuda_graph)
         feeds = self.check_feeds(feeds)
         return lambda: self.run(feeds)

@@ -103,6 +103,15 @@ class Stream:
         """Wait for everything queued on the stream."""
         check(self.cudart.cudaStreamSynchronize(self.handle), "cudaStreamSynchronize", self.cudart)
 
+    def spin(self) -> None:
+        """Wait for everything queued on the stream by polling it (trtexec's spin-wait: no blocking sleep)."""
+        not_ready = self.cudart.cudaError_t.cudaErrorNotReady
+        while True:
+            err = self.cudart.cudaStreamQuery(self.handle)[0]
+            if err != not_ready:
+                check((err,), "cudaStreamQuery", self.cudart)
+                return
+
     def destroy(self) -> None:
         """Release the stream (idempotent)."""
         if self.handle is not None:

@@ -329,20 +329,36 @@ class TensorRTEngine(Engine):
             c.stream.synchronize()
         return result
 
-    def runner(self, feeds: Mapping[str, np.ndarray], mode: str | None = None,
-               cuda_graph: bool | None = None) -> Callable[[], Any]:
-        """Inputs uploaded once; each call runs compute only and waits for it (trtexec --noDataTransfers).
+    @property
+    def launch_library(self) -> tuple[str, str]:
+        """(family, version) of the library this engine runs on: its trtexec's benchmark defaults apply."""
+        return self.api.family, self.api.version
+
+    def runner(self, feeds: Mapping[str, np.ndarray], mode: str | None = None, cuda_graph: bool | None = None,
+               transfers: bool = False, spin_wait: bool = False) -> Callable[[], Any]:
+        """Inputs uploaded once; each call runs compute only and waits for it (trtexec --noDataTransfers), or
+        with transfers=True also copies the inputs in and the outputs out on the stream (trtexec 10's default).
+        spin_wait=True polls the stream (cudaStreamQuery) instead of a blocking synchronise (--useSpinWait).
         mode=/cuda_graph= launch this runner's inferences that way (default: the engine's build options);
         the engine itself is not changed, so runners of different modes can run at once in other threads."""
         mode, graph = self._launch(mode, cuda_graph)
         feeds = self.check_feeds(feeds)
         c = self._context()
         self._prepare(c, feeds, stream=False)
+        handle = c.stream.handle if mode == "enqueue" else None
+        ins = [(c.buffers[t.name], feeds[t.name]) for t in self._inputs] if transfers else []
+        outs = [(c.buffers[t.name], np.empty(tuple(c.ctx.get_tensor_shape(t.name)), numpy_dtype(t.dtype)))
+                for t in self._outputs] if transfers else []
+        wait = c.stream.spin if spin_wait else c.stream.synchronize
 
         def once() -> None:
+            for buf, arr in ins:
+                buf.upload(arr, handle)
             self._execute(c, mode, graph)
+            for buf, arr in outs:
+                buf.download(arr, handle)
             if mode == "enqueue":
-                c.stream.synchronize()
+                wait()
         return once
 
     def device_timer(self, mode: str | None = None) -> Any:
