@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("backends", ("trtlab.backends",)),
     # analyses and figures are one layer: figures are DataFrame in, Figure out, and may use pure analysis
     # helpers (the knee, the first divergence); trtexec reads exports into the analysis results
-    ("analysis", ("trtlab.analysis", "trtlab.plots", "trtlab.trtexec")),
+    ("analysis", ("trtlab.analysis", "trtlab.plots", "trtlab.trtexec", "trtlab.trtexec_format")),
     # the Session façade and its parts: the engine cache, the precision lab, tuning; the environment report
     ("hub", ("trtlab.session", "trtlab.engines", "trtlab.lab", "trtlab.tuning", "trtlab.environment")),
     ("ui", ("trtlab.widgets", "trtlab.report", "trtlab.cli", "trtlab.__main__", "trtlab")),

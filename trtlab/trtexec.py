@@ -13,6 +13,7 @@ import pandas as pd
 from .analysis.benchmark import BenchmarkResult
 from .errors import TrtexecFormatError
 from .tables import LayerProfile, fused_nodes, make_profile, parse_layer_info, parse_profile, parse_times
+from .trtexec_format import CHECKS, TrtexecOrigin, origin
 
 
 def _read_json(path: str | Path, what: str) -> Any:
@@ -25,6 +26,14 @@ def _read_json(path: str | Path, what: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise TrtexecFormatError(f"{p}: not valid JSON ({exc}); expected the {what} file trtexec writes") from None
+
+
+def _read_log(path: str | Path) -> str:
+    p = Path(path)
+    try:
+        return p.read_bytes().decode("utf-8", "replace")
+    except OSError as exc:
+        raise TrtexecFormatError(f"{p}: cannot read the trtexec log ({exc.strerror or exc})") from None
 
 
 def _warmup_ms(meta: dict[str, Any]) -> float:
@@ -43,6 +52,13 @@ class TrtexecReport:
     metadata: dict[str, Any] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
     name: str = "trtexec"
+    origin: TrtexecOrigin = field(default_factory=TrtexecOrigin)  # which TensorRT wrote the exports, and why
+
+    @property
+    def tensorrt(self) -> TrtexecOrigin:
+        """The TensorRT that produced these exports (major, exact version from a log, or 'unknown'), with the
+        evidence it was read from (trtlab.trtexec_format.origin)."""
+        return self.origin
 
     # ---- tables ----------------------------------------------------------------------------
     def layers(self) -> pd.DataFrame:
@@ -84,6 +100,10 @@ class TrtexecReport:
             warmup_ms = _warmup_ms(self.metadata.get("profile", {}))
         start = f["startH2dMs"].to_numpy(float)
         keep = start >= start[0] + warmup_ms if len(f) else np.zeros(0, bool)
+        if not keep.any():
+            raise TrtexecFormatError(f"{self.paths.get('times', '<times>')}: all {len(f)} timing records fall in "
+                                     f"the first {warmup_ms:g} ms (trtexec's warm-up); pass warmup_ms=0 to keep "
+                                     f"them, or export a longer run (--duration)")
         k = f[keep]
         begin, end = k["startH2dMs"].to_numpy(float), k["endD2hMs"].to_numpy(float)
         perf = self.metadata.get("profile", {}).get("performance_summary", {})
@@ -144,6 +164,7 @@ class TrtexecReport:
         """Batch size: first dimension of the first input binding, else trtexec's 'Batch' option."""
         if isinstance(self.layer_info, dict):
             names = set(self.layer_info.get("Bindings") or [])
+            names |= {t.get("Name") for t in self.layer_info.get("I/O Tensors") or [] if isinstance(t, dict)}
             for layer in self.layer_info.get("Layers", []):
                 for t in (layer.get("Inputs", []) if isinstance(layer, dict) else []):
                     if isinstance(t, dict) and t.get("Name") in names and t.get("Dimensions"):
@@ -153,7 +174,8 @@ class TrtexecReport:
 
     def summary(self) -> dict[str, Any]:
         """Headline figures: device, layers, reformat layers, precisions, profiled total, median latency."""
-        out: dict[str, Any] = {"name": self.name, "device": self.device, "batch": self.batch}
+        out: dict[str, Any] = {"name": self.name, "device": self.device, "batch": self.batch,
+                               "tensorrt": self.origin.label}
         if self.layer_info is not None:
             f = self.layers()
             out.update(layers=len(f), reformat_layers=int(f["is_reformat"].sum()),
@@ -166,22 +188,28 @@ class TrtexecReport:
 
     def __repr__(self) -> str:
         parts = [k for k in ("layer_info", "profile", "times") if self.paths.get(k)]
-        return f"<TrtexecReport {self.name} on {self.device}: {', '.join(parts) or 'no files'}>"
+        return (f"<TrtexecReport {self.name} on {self.device}, TensorRT {self.origin.label}: "
+                f"{', '.join(parts) or 'no files'}>")
 
 
 _FOLDER_NAMES = {"layer_info": ("*.graph.json", "*layerinfo*.json", "*layers*.json"),
                  "profile": ("*.profile.json",), "times": ("*.timing.json", "*.times.json"),
                  "metadata": ("*.profile.metadata.json",), "build_metadata": ("*.build.metadata.json",),
-                 "device_metadata": ("*engine.metadata.json",)}
+                 "device_metadata": ("*engine.metadata.json",), "log": ("*.log", "*trtexec*.txt")}
 
 
 def load_trtexec(folder: str | Path | None = None, *, layer_info: str | Path | None = None,
                  profile: str | Path | None = None, times: str | Path | None = None,
                  metadata: str | Path | None = None, build_metadata: str | Path | None = None,
-                 device_metadata: str | Path | None = None, name: str | None = None) -> TrtexecReport:
-    """Read trtexec export files (or a folder holding *.graph.json, *.profile.json, *.timing.json, ...)."""
+                 device_metadata: str | Path | None = None, log: str | Path | None = None,
+                 name: str | None = None) -> TrtexecReport:
+    """Read trtexec export files (or a folder holding *.graph.json, *.profile.json, *.timing.json, ...).
+
+    Every field read is checked first (TrtexecFormatError names the file and key path); report.tensorrt says
+    which TensorRT major wrote them: from the trtexec log (log=, or a *.log in the folder), else from the
+    layer information and build options, else 'unknown'."""
     paths: dict[str, Any] = {"layer_info": layer_info, "profile": profile, "times": times, "metadata": metadata,
-                             "build_metadata": build_metadata, "device_metadata": device_metadata}
+                             "build_metadata": build_metadata, "device_metadata": device_metadata, "log": log}
     if folder is not None:
         d = Path(folder)
         if not d.is_dir():
@@ -195,7 +223,11 @@ def load_trtexec(folder: str | Path | None = None, *, layer_info: str | Path | N
     if not any(paths[k] for k in ("layer_info", "profile", "times")):
         raise TrtexecFormatError(f"no trtexec export given{f' in {folder}' if folder else ''}: expected layer_info= "
                                  f"(--exportLayerInfo), profile= (--exportProfile) or times= (--exportTimes)")
-    loaded = {k: _read_json(p, k.replace("_", " ")) if p else None for k, p in paths.items()}
+    loaded = {k: _read_json(p, k.replace("_", " ")) if p else None for k, p in paths.items() if k != "log"}
+    for key, data in loaded.items():
+        if data is not None:
+            CHECKS[key](data, str(paths[key]))
+    log_text = _read_log(paths["log"]) if paths["log"] else None
     meta: dict[str, Any] = {}
     for key, slot in (("metadata", "profile"), ("build_metadata", "build"), ("device_metadata", "device")):
         if loaded[key] is not None:
@@ -207,8 +239,9 @@ def load_trtexec(folder: str | Path | None = None, *, layer_info: str | Path | N
         model = meta.get("build", {}).get("model_options", {}).get("Model") if isinstance(meta.get("build"), dict) \
             else None
         name = Path(model).stem if model else Path(next(str(p) for p in paths.values() if p)).parent.name
+    found = origin(loaded["layer_info"], loaded["build_metadata"], log_text, str(paths["log"]))
     report = TrtexecReport(loaded["layer_info"], loaded["profile"], loaded["times"], meta,
-                           {k: str(p) for k, p in paths.items() if p}, name)
+                           {k: str(p) for k, p in paths.items() if p}, name, found)
     # validate eagerly so a bad file fails at load time, naming the file
     if report.layer_info is not None:
         report.layers()
