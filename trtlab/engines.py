@@ -193,6 +193,7 @@ class EngineCache:
         variant = self.variant(config, reporter)
         engine = backend.build(self.model, variant, config, reporter)
         engine.input_shapes = self.input_shapes(config)
+        backend.report_precision(engine, reporter)
         engine.metadata.update({"cache": "built", "total_build_seconds": time.perf_counter() - t0,
                                 "model": self.model.name, "model_hash": self.model.hash})
         files = {"model.onnx": variant.model.SerializeToString(), **engine.workspace_files()}
@@ -238,6 +239,7 @@ class EngineCache:
             self.workspace.discard_engine(record)
             return None
         engine.input_shapes = self.input_shapes(config)
+        backend.report_precision(engine, reporter)
         engine.metadata["cache"] = "disk"
         reporter.write("info", f"cache hit (disk, {record.name}): {config.describe()}", "build")
         return engine

@@ -79,15 +79,46 @@ def calibrate(session: "Session", data: Any, method: str, tensors: Iterable[str]
 
 
 # ---- what the lab runs --------------------------------------------------------------------------
-def lab_variant(session: "Session", spec: "EngineSpec", rep: Reporter,
-                **defaults: Any) -> tuple["BuildConfig", Variant]:
-    """(config, variant without marked outputs) for an engine spec: precision str, dict of build args, Engine."""
+def analysis_config(session: "Session", config: "BuildConfig") -> "BuildConfig":
+    """The config every accuracy analysis (compare, find_fp32_layers, evaluate) builds for `config`: with the
+    backend's reference options, which make the engine compute in the precision it is named after (ONNX Runtime's
+    CPU provider: fp16_mode="faithful"), so one candidate gives one error in all of them. The one place that
+    decides it; a config that sets those options itself keeps them."""
+    extra = session._backend(config.backend).reference_options(config)
+    return config.replace(options=extra) if extra else config
+
+
+def analysis_note(config: "BuildConfig") -> str | None:
+    """The sentence an analysis result carries about how its candidate computes fp16, or None."""
+    if config.option("fp16_mode") != "faithful":
+        return None
+    return (f"{config.precision} computed with fp16_mode='faithful': every fp16 tensor stored in fp16, fp32 "
+            f"arithmetic inside each node (as TensorRT's fp16 kernels accumulate in fp32); ONNX Runtime's CPU "
+            f"provider would otherwise run most fp16 nodes in fp32 between casts and show less error than an fp16 "
+            f"GPU engine (see Engine.effective_precision)")
+
+
+def analysis_engine(session: "Session", spec: "EngineSpec", **defaults: Any) -> Engine:
+    """The engine an accuracy analysis runs for a spec (precision str, dict of build args or Engine)."""
     if isinstance(spec, Engine):
         config = spec.config
     else:
         args = {"precision": spec} if isinstance(spec, str) else dict(spec or {})
         config = session.make_config(**{**defaults, **args})
-    config = config.replace(outputs=[])
+    wanted = analysis_config(session, config)
+    return spec if isinstance(spec, Engine) and wanted == spec.config else session.build_config(wanted)
+
+
+def lab_variant(session: "Session", spec: "EngineSpec", rep: Reporter,
+                **defaults: Any) -> tuple["BuildConfig", Variant]:
+    """(config, variant without marked outputs) for an engine spec: precision str, dict of build args, Engine;
+    the config is the analysis config (analysis_config)."""
+    if isinstance(spec, Engine):
+        config = spec.config
+    else:
+        args = {"precision": spec} if isinstance(spec, str) else dict(spec or {})
+        config = session.make_config(**{**defaults, **args})
+    config = analysis_config(session, config.replace(outputs=[]))
     session.backend.check_config(config)
     return config, session._engine_cache.make_variant(config)
 
@@ -106,6 +137,9 @@ def segment_runners(session: "Session", specs: list["EngineSpec"], names: list[s
     runners, notes = [], []
     for config, variant in variants:
         notes += variant.notes
+        note = analysis_note(config)
+        if note and note not in notes:
+            notes.append(note)
         # no memory arena: an arena keeps each segment's peak allocated after its run, which would
         # add up to every tensor of the model again (backend option cpu_mem_arena)
         config = config.replace(options={"cpu_mem_arena": False})
@@ -260,7 +294,7 @@ def find_fp32_layers(session: "Session", candidate: str, tolerance: float, data:
             from .errors import InputError
             raise InputError("no batches: the data iterable yielded nothing")
         b = batch or batch_of(batches[0])
-        cand = session.make_config(candidate, batch=b, dims=dims, calibration=calibration)
+        cand = analysis_config(session, session.make_config(candidate, batch=b, dims=dims, calibration=calibration))
         store = TrialStore(session.workspace, "find_fp32", "find-fp32", {
             "candidate": cand.to_dict(), "tolerance": tolerance, "metric": metric, "max_steps": max_steps,
             "data": batches_digest(batches)})
@@ -296,6 +330,9 @@ def find_fp32_layers(session: "Session", candidate: str, tolerance: float, data:
         with generated_inputs_named(data, lambda: batches[0]):
             result = _find(score, ranking, tolerance, metric, max_steps,
                            progress=lambda i, n, text: rep.update(i, n, text), on_step=store.append, stored=stored)
+        note = analysis_note(cand)
+        if note:
+            result.notes.append(note)
         session.workspace.save_result("find_fp32_layers", result.to_dict(), result.steps, result=result)
         rep.write("info", repr(result), "precision")
         return result
@@ -320,11 +357,19 @@ def evaluate(session: "Session", data: Any, labels: Any, metric: Any, precisions
     from .analysis.evaluate import evaluate as _evaluate
 
     def work(rep: Reporter):
-        # a dict spec adds to (or overrides) the shared build args: shapes/dims/batch hold for every precision
-        engines = {spec_name(p): session.engine({**build_args, "precision": p} if isinstance(p, str) else
-                                                {**build_args, **p} if isinstance(p, Mapping) else p)
+        # a dict spec adds to (or overrides) the shared build args: shapes/dims/batch hold for every precision;
+        # each engine is the analysis engine of its spec (the same candidate compare and find_fp32_layers run)
+        engines = {spec_name(p): analysis_engine(session, {**build_args, "precision": p} if isinstance(p, str) else
+                                                 {**build_args, **p} if isinstance(p, Mapping) else p)
                    for p in precisions}
         frame = _evaluate(engines, data, labels, metric, output, rep)
+        frame["computed_as"] = [analysis_note(e.config) and "fp16 storage, fp32 arithmetic (fp16_mode='faithful')"
+                                or (e.measured_precision.summary if e.measured_precision is not None else "")
+                                for e in engines.values()]
+        for name, e in engines.items():
+            if e.measured_precision is not None:
+                rep.write("info" if e.measured_precision.faithful else "warning",
+                          f"evaluate {name}: {e.measured_precision.summary}", "precision")
         session.workspace.save_result("evaluate", {"metric": metric if isinstance(metric, str) else
                                                    getattr(metric, "__name__", "custom"),
                                                    "rows": frame.to_dict("records")}, frame, result=frame)

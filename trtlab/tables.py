@@ -18,7 +18,10 @@ import pandas as pd
 from .errors import TrtexecFormatError
 
 COLUMNS = ["name", "op_type", "provider", "precision", "input_shapes", "output_shapes", "median_ms", "mean_ms",
-           "min_ms", "max_ms", "count", "share", "fused_from"]
+           "min_ms", "max_ms", "count", "share", "fused_from", "effective_precision", "stored_as"]
+# effective_precision: the dtype a layer's arithmetic runs in (fp32, fp16, bf16, int8, ...), or "cast" (a type
+# conversion, Q/DQ included), "reformat" (a layout or storage step with no arithmetic of the model), "int" (integer
+# and shape work); stored_as: the float dtype its output is kept in once the casts right after it have run
 
 
 @dataclass
@@ -64,6 +67,11 @@ class LayerProfile:
         return cls(pd.DataFrame(data["layers"], columns=COLUMNS), data.get("engine", ""), data.get("runs", 0),
                    data.get("batch"), data.get("source", ""), data.get("meta", {}))
 
+    def effective_precision(self, named: str | None = None) -> "PrecisionMix":
+        """What the layers compute and store in, against the precision the engine is named after (default: the
+        engine's precision as the profile recorded it in meta['precision'])."""
+        return precision_mix(self.frame, named or str(self.meta.get("precision", "fp32")))
+
     def __str__(self) -> str:
         top = self.top(15)
         lines = [f"Per-layer profile of {self.engine} ({len(self.frame)} layers, {self.runs} runs, "
@@ -90,6 +98,11 @@ def make_profile(rows: list[dict[str, Any]], **kw: Any) -> LayerProfile:
     for col in COLUMNS:
         if col not in frame:
             frame[col] = None if col not in ("median_ms", "mean_ms", "min_ms", "max_ms", "count", "share") else np.nan
+    if len(frame):
+        # a table that names only a layer's precision (TensorRT layer info, trtexec) computes and stores in it
+        frame["effective_precision"] = frame["effective_precision"].where(frame["effective_precision"].notna(),
+                                                                          frame["precision"])
+        frame["stored_as"] = frame["stored_as"].where(frame["stored_as"].notna(), frame["precision"])
     total = float(frame["median_ms"].sum()) if len(frame) else 0.0
     frame["share"] = frame["median_ms"] / total if total > 0 else 0.0
     return LayerProfile(frame[COLUMNS].reset_index(drop=True), **kw)
@@ -151,12 +164,18 @@ def parse_ort_profile(events: list[dict[str, Any]], skip_runs: int = 0, original
         args = e.get("args", {})
         if name not in info:
             order.append(name)
+            in_types, out_types = _types(args.get("input_type_shape")), _types(args.get("output_type_shape"))
             info[name] = {"op_type": args.get("op_name"), "provider": args.get("provider"),
                           "input_shapes": _shapes(args.get("input_type_shape")),
                           "output_shapes": _shapes(args.get("output_type_shape")),
-                          "precision": _PRECISION.get(next(iter((args.get("output_type_shape") or [{}])[0]), None))}
+                          "precision": out_types[0] if out_types else None,
+                          "effective_precision": node_precision(args.get("op_name"), in_types, out_types),
+                          "stored_as": next((t for t in out_types if t in FLOATS), None)}
         times.setdefault(name, []).append(e["dur"] / 1000.0)
     cover = fused_coverage(original, optimized) if original is not None and optimized is not None else {}
+    if optimized is not None:
+        for name, stored in stored_after_casts(optimized, info).items():
+            info[name]["stored_as"] = stored
     rows = []
     for name in order:
         t = np.asarray(times[name])
@@ -164,6 +183,161 @@ def parse_ort_profile(events: list[dict[str, Any]], skip_runs: int = 0, original
                      "min_ms": float(t.min()), "max_ms": float(t.max()), "count": int(t.size),
                      "fused_from": cover.get(name, [])})
     return make_profile(rows, engine=engine, runs=len(kept), batch=batch, source="onnxruntime")
+
+
+FLOATS = ("fp32", "fp16", "bf16", "fp64", "fp8")
+_CASTS = {"Cast", "CastLike", "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MemcpyToHost",
+          "MemcpyFromHost"}
+_REFORMATS = {"ReorderInput", "ReorderOutput"}  # ONNX Runtime's NCHWc layout changes (it inserts them)
+_INT8 = ("int8",)
+
+
+def _types(entries: list[dict[str, Any]] | None) -> list[str]:
+    return [_PRECISION.get(next(iter(e)), str(next(iter(e)))) for e in entries or [] if e]
+
+
+def node_precision(op_type: str | None, input_types: list[str], output_types: list[str]) -> str:
+    """The dtype an executed node's arithmetic runs in, from the types its kernel reads and writes (as ONNX
+    Runtime's profiler records them): its first float input (the data; a Q/DQ-fused kernel reading int8 runs in
+    int8), else its float output; conversions are "cast", layout changes "reformat", integer work "int"."""
+    if op_type in _CASTS:
+        return "cast"
+    if op_type in _REFORMATS:
+        return "reformat"
+    if any(t in _INT8 for t in input_types[:1]) and (op_type or "").startswith(("QLinear", "ConvInteger",
+                                                                               "MatMulInteger", "QGemm",
+                                                                               "QAttention", "DynamicQuant")):
+        return "int8"
+    for t in input_types + output_types:
+        if t in FLOATS:
+            return t
+    if any(t in _INT8 for t in input_types):
+        return "int8"
+    return "int"
+
+
+def stored_after_casts(optimized: Any, info: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """For executed nodes of ONNX Runtime's optimized graph whose float output goes only to Casts (through layout
+    reorders), the dtype those Casts store it in: a node that computes in fp32 between an fp16-to-fp32 Cast and an
+    fp32-to-fp16 Cast keeps its result in fp16, like an fp16 kernel that accumulates in fp32."""
+    nodes = {n.name: n for n in optimized.graph.node}
+    consumers: dict[str, list[Any]] = {}
+    for n in optimized.graph.node:
+        for t in n.input:
+            consumers.setdefault(t, []).append(n)
+    graph_outputs = {o.name for o in optimized.graph.output}
+    names = {1: "fp32", 10: "fp16", 16: "bf16", 11: "fp64"}
+
+    def cast_types(tensor: str, depth: int = 0) -> set[str] | None:
+        """dtypes the Casts reading `tensor` convert to; None when some consumer is not a Cast."""
+        if tensor in graph_outputs or depth > 4:
+            return None
+        found: set[str] = set()
+        for c in consumers.get(tensor, []):
+            if c.op_type == "Cast":
+                to = next((a.i for a in c.attribute if a.name == "to"), None)
+                found.add(names.get(to, "other"))
+            elif c.op_type in _REFORMATS:
+                inner = cast_types(c.output[0], depth + 1)
+                if inner is None:
+                    return None
+                found |= inner
+            else:
+                return None
+        return found or None
+
+    out = {}
+    for name, row in info.items():
+        node = nodes.get(name)
+        if node is None or row.get("effective_precision") in ("cast", "reformat", "int") or not node.output:
+            continue
+        targets = cast_types(node.output[0])
+        if targets and len(targets) == 1 and next(iter(targets)) in FLOATS:
+            out[name] = next(iter(targets))
+    return out
+
+
+@dataclass
+class PrecisionMix:
+    """What an engine's layers compute and store in against the precision it is named after.
+
+    `frame`: one row per executed layer (name, op_type, provider, effective_precision, stored_as); `share`: the
+    fraction of its float (and int8) layers that run in the named precision, counting a layer that computes in
+    fp32 but stores its result in the named precision (fp32 accumulation, as TensorRT's fp16 kernels do);
+    `summary`: one plain sentence saying so."""
+
+    frame: pd.DataFrame
+    named: str
+    share: float
+    summary: str
+    layers: int = 0
+    casts: int = 0
+
+    @property
+    def faithful(self) -> bool:
+        """True when most of the float work runs in the precision the engine is named after."""
+        return self.share >= 0.5
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready headline (what engine metadata and results keep)."""
+        return {"named": self.named, "share": self.share, "summary": self.summary, "layers": self.layers,
+                "casts": self.casts, "faithful": self.faithful}
+
+    def __repr__(self) -> str:
+        return f"<PrecisionMix {self.summary}>"
+
+    def _repr_html_(self) -> str:
+        from .markup import esc
+        counts = self.frame.groupby(["effective_precision", "stored_as"], dropna=False).size().reset_index(
+            name="layers")
+        return f"<b>Effective precision</b>: {esc(self.summary)}" + counts.to_html(index=False)
+
+
+def named_precisions(precision: str) -> tuple[str, ...]:
+    """The dtypes a precision name promises its float work in: 'int8+fp16' -> ('int8', 'fp16')."""
+    return tuple(p for p in precision.split("+") if p) or ("fp32",)
+
+
+def precision_mix(frame: pd.DataFrame, named: str) -> PrecisionMix:
+    """A PrecisionMix from a layer table with effective_precision and stored_as columns (see COLUMNS)."""
+    cols = [c for c in ("name", "op_type", "provider", "effective_precision", "stored_as", "median_ms") if c in frame]
+    f = frame[cols].reset_index(drop=True)
+    want = named_precisions(named)
+    eff = f["effective_precision"].fillna("unknown").astype(str)
+    stored = f["stored_as"].fillna("").astype(str)
+    work = eff.isin(FLOATS + _INT8)
+    n = int(work.sum())
+    math_in = work & eff.isin(want)
+    stored_in = work & ~math_in & stored.isin(want)
+    k = int(math_in.sum() + stored_in.sum())
+    casts = int((eff == "cast").sum())
+    share = k / n if n else 1.0
+    provider = (f["provider"].dropna().mode().iloc[0] if "provider" in f and f["provider"].notna().any()
+                else None)
+    where = f" on {provider}" if provider else ""
+    name = "+".join(want)
+    if not n:
+        text = f"{name} engine{where}: no float layers ran"
+    elif want == ("fp32",):
+        text = f"fp32 engine{where}: {share:.0%} of {n} float layers run in fp32"
+    else:
+        parts = []
+        if int(math_in.sum()):
+            parts.append(f"{int(math_in.sum())} with {name} arithmetic")
+        if int(stored_in.sum()):
+            parts.append(f"{int(stored_in.sum())} with fp32 arithmetic and {name} storage (every output rounded "
+                         f"to {name}, as TensorRT's fp16 kernels accumulate in fp32)")
+        rest = work & ~math_in & ~stored_in
+        others = eff[rest].value_counts().to_dict()
+        detail = f" ({'; '.join(parts)})" if parts else ""
+        text = f"{name} engine{where}: {share:.0%} of {n} float layers run in {name}{detail}"
+        if others:
+            kinds = ", ".join(f"{v} in {p}" for p, v in others.items())
+            text += f"; the rest ({kinds}) run and keep their results in {'/'.join(others)}" + \
+                (f" between {casts} casts" if casts else "")
+        if share < 0.5:
+            text += f": this engine is NOT computed in {name}"
+    return PrecisionMix(f, named, share, text, n, casts)
 
 
 def load_profile(path: str | Path) -> LayerProfile:

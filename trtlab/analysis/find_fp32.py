@@ -36,21 +36,24 @@ class FindResult:
     final: float
     steps: Any
     ranking: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # how the candidate was computed, e.g. fp16_mode='faithful'
 
     def to_dict(self) -> dict[str, Any]:
         """JSON payload."""
         return {"pins": self.pins, "met": self.met, "tolerance": self.tolerance, "metric": self.metric,
-                "baseline": self.baseline, "final": self.final, "ranking": self.ranking[:50]}
+                "baseline": self.baseline, "final": self.final, "ranking": self.ranking[:50], "notes": self.notes}
 
     def __repr__(self) -> str:
         state = "meets" if self.met else "does NOT meet"
+        faithful = any("fp16_mode='faithful'" in n for n in self.notes)
         return (f"<FindResult {len(self.pins)} pin(s) {self.pins[:6]}{' ...' if len(self.pins) > 6 else ''}: "
                 f"{self.metric} {self.final:.3g} {state} tolerance {self.tolerance:g} (unpinned {self.baseline:.3g}); "
-                f"{len(self.steps)} steps>")
+                f"{len(self.steps)} steps{'; fp16 stored in fp16 (faithful)' if faithful else ''}>")
 
     def _repr_html_(self) -> str:
         from ..markup import esc
-        return f"<b>{esc(repr(self))}</b>" + self.steps.to_html()
+        return (f"<b>{esc(repr(self))}</b>" + "".join(f"<br><i>{esc(n)}</i>" for n in self.notes)
+                + self.steps.to_html())
 
 
 METRICS = ("rel_rms_err", "max_abs_err", "mean_rel_err")

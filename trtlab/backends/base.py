@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import onnx
     import pandas as pd
 
-    from ..tables import LayerProfile
+    from ..tables import LayerProfile, PrecisionMix
     from ..events import Reporter
 
 
@@ -38,6 +38,9 @@ class Engine(ABC):
         self.input_shapes: dict[str, tuple[int, ...]] = {}
         self._closed = False
         self._lock = threading.Lock()
+        # what the layers computed in on the last effective_precision() measurement (backends measure it at
+        # build where the named precision is not what the kernels run)
+        self.measured_precision: "PrecisionMix | None" = None
 
     # ---- description -----------------------------------------------------------------------
     @property
@@ -103,6 +106,17 @@ class Engine(ABC):
         """The executed graph: one row per executed layer (fused layers as the fused node)."""
         return self.model.graph()
 
+    def effective_precision(self, feeds: Mapping[str, np.ndarray] | None = None) -> "PrecisionMix":
+        """What each executed layer computes and stores in, measured on one profiled run (on `feeds`, else the
+        engine's random feeds), against the precision the engine is named after: `.frame` per layer, `.share` of
+        the float work in the named precision, `.summary` one line. A measurement made at build is reused when
+        no feeds are given."""
+        if feeds is None and self.measured_precision is not None:
+            return self.measured_precision
+        prof = self.profile_layers(feeds if feeds is not None else self.random_feeds(), runs=1, warmup=0)
+        self.measured_precision = prof.effective_precision(self.config.precision)
+        return self.measured_precision
+
     def workspace_files(self) -> dict[str, bytes]:
         """Extra files (name -> bytes, e.g. the plan) stored with the engine in the workspace; none by default."""
         return {}
@@ -160,6 +174,8 @@ class Backend(ABC):
     # capabilities (subclasses that have them say so; callers ask these, never hasattr)
     has_cache_dir: bool = False  # keeps build/runtime caches in `cache_dir` (the session points it at the workspace)
     has_parser_report: bool = False  # parser_report() says per ONNX node whether the backend's parser takes it
+    # how the backend can run fp16 variants (build option fp16_mode); () = one way, its kernels' own
+    fp16_modes: tuple[str, ...] = ()
     cache_dir: Path | None = None
 
     @classmethod
@@ -188,6 +204,17 @@ class Backend(ABC):
         from ..errors import ConfigError
         raise ConfigError(f"parser_report() needs a TensorRT backend; this session uses {self.name}: "
                           f"open it with backend='tensorrt' or 'tensorrt-rtx'")
+
+    def report_precision(self, engine: Engine, reporter: "Reporter") -> None:
+        """Say in the build log what a freshly built or loaded engine computes in, where a backend's kernels may
+        not run the precision the engine is named after (they measure it into engine.measured_precision);
+        nothing by default (strongly typed builds compute in their types)."""
+
+    def reference_options(self, config: BuildConfig) -> dict[str, Any]:
+        """Build options that make `config`'s engine compute in the precision it is named after, which the
+        accuracy analyses (compare, find_fp32_layers, evaluate) add to every engine they build, so the same
+        candidate gives the same error in each; {} where the backend's engine already does (the default)."""
+        return {}
 
     def options(self) -> dict[str, Any]:
         """Every build option this backend accepts (others are refused: config.check_options), as the UI and tune()

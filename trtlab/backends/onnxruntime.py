@@ -28,6 +28,7 @@ PROVIDER_ALIASES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvide
                     "tensorrt": "TensorrtExecutionProvider", "dml": "DmlExecutionProvider",
                     "coreml": "CoreMLExecutionProvider", "openvino": "OpenVINOExecutionProvider"}
 GRAPH_LEVELS = ("disable", "basic", "extended", "layout", "all")
+FP16_MODES = ("native", "faithful")  # build option fp16_mode: see trtlab.backends.ort_fp16
 
 
 def _ort():
@@ -77,9 +78,13 @@ class OrtEngine(Engine):
     backend_name = "onnxruntime"
 
     def __init__(self, config: BuildConfig, model: Model, variant: Variant, metadata: dict[str, Any],
-                 session: Any, session_options: Any, providers: list, provider_options: list) -> None:
+                 session: Any, session_options: Any, providers: list, provider_options: list,
+                 session_model: bytes | None = None, stores: tuple[str, ...] = ()) -> None:
         super().__init__(config, model, variant, metadata)
         self.session = session
+        # the model the session runs: the variant, or with fp16_mode="faithful" the variant with fp16 stores
+        self.session_model = session_model if session_model is not None else variant.model.SerializeToString()
+        self.stores = stores  # the Casts that fp16_mode="faithful" added (a round trip through fp16 per tensor)
         self._session_options = session_options
         self._providers = providers
         self._provider_options = provider_options
@@ -195,7 +200,7 @@ class OrtEngine(Engine):
             so.enable_profiling = True
             so.profile_file_prefix = os.path.join(tmp, "ort")
             so.optimized_model_filepath = os.path.join(tmp, "optimized.onnx")
-            sess = ort.InferenceSession(self.variant.model.SerializeToString(), so, providers=self._providers,
+            sess = ort.InferenceSession(self.session_model, so, providers=self._providers,
                                         provider_options=self._provider_options)
             total = warmup + runs
             for i in range(total):
@@ -214,6 +219,7 @@ class OrtEngine(Engine):
                 optimized = onnx.load(str(opt_path), load_external_data=False)
         prof = parse_ort_profile(events, skip_runs=warmup, original=self.variant.model, optimized=optimized,
                                  engine=self.name, batch=_batch_of(feeds))
+        prof.meta["precision"] = self.config.precision
         if self.on_cuda:
             # ORT's release builds time each node on the host; CUDA kernels run asynchronously, so a node's time is
             # mostly its launch cost and the sum is below the measured latency. Say so instead of hiding it.
@@ -232,7 +238,7 @@ class OrtEngine(Engine):
         with tempfile.TemporaryDirectory(prefix="trtlab-opt-") as tmp:
             so = _session_options(self.config)
             so.optimized_model_filepath = os.path.join(tmp, "optimized.onnx")
-            _ort().InferenceSession(self.variant.model.SerializeToString(), so, providers=self._providers,
+            _ort().InferenceSession(self.session_model, so, providers=self._providers,
                                     provider_options=self._provider_options)
             proto = onnx.load(so.optimized_model_filepath, load_external_data=False)
         return _M(proto, name=self.model.name + " (optimized)").graph()
@@ -299,10 +305,19 @@ def _session_options(config: BuildConfig) -> Any:
 
 class OnnxRuntimeBackend(Backend):
     """Builds InferenceSessions; options: graph_optimization, io_binding, cpu_mem_arena, cuda_options (provider
-    options)."""
+    options), fp16_mode ("native": as ONNX Runtime runs the fp16 variant, which on the CPU provider is mostly
+    fp32 kernels between casts; "faithful": every float tensor stored in fp16, see trtlab.backends.ort_fp16)."""
 
     name = "onnxruntime"
     precisions = ("fp32", "fp16", "bf16", "int8", "int8+fp16")
+    fp16_modes = FP16_MODES
+
+    def reference_options(self, config: BuildConfig) -> dict[str, Any]:
+        """fp16_mode="faithful" for an fp16 config whose engine runs on the CPU provider (its native fp16 engine
+        keeps most activations in fp32), unless the config chooses a mode itself."""
+        if "fp16" not in config.precision.split("+") or config.option("fp16_mode") is not None:
+            return {}
+        return {"fp16_mode": "faithful"} if provider_names(config.providers)[0] == "CPUExecutionProvider" else {}
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
@@ -318,7 +333,7 @@ class OnnxRuntimeBackend(Backend):
     def options(self) -> dict[str, Any]:
         providers = [p for p, full in PROVIDER_ALIASES.items() if full in _ort().get_available_providers()]
         return {"providers": providers, "graph_optimization": list(GRAPH_LEVELS), "threads": None,
-                "io_binding": [True, False], "cpu_mem_arena": [True, False],
+                "io_binding": [True, False], "cpu_mem_arena": [True, False], "fp16_mode": list(FP16_MODES),
                 "cuda_options": {"cudnn_conv_algo_search": ["EXHAUSTIVE", "HEURISTIC", "DEFAULT"],
                                  "prefer_nhwc": ["0", "1"], "enable_cuda_graph": ["0", "1"]}}
 
@@ -343,8 +358,21 @@ class OnnxRuntimeBackend(Backend):
         reporter.write("info", f"building {config.describe()} with providers {providers}", "onnxruntime")
         t0 = time.perf_counter()
         data = variant.model.SerializeToString()
+        mode = config.option("fp16_mode", "native")
+        if mode not in FP16_MODES:
+            raise ConfigError(f"fp16_mode={mode!r} is not one of {', '.join(FP16_MODES)}")
+        stores: list[str] = []
+        if mode == "faithful":
+            from .ort_fp16 import store_every_fp16
+            stored, stores = store_every_fp16(variant.model)
+            session_data = stored.SerializeToString()
+            reporter.write("info", f"fp16_mode=faithful: every fp16 tensor stored in fp16 ({len(stores)} Casts "
+                                   f"added; fp32 arithmetic inside each node, as TensorRT's fp16 kernels "
+                                   f"accumulate in fp32)", "precision")
+        else:
+            session_data = data
         try:
-            session = ort.InferenceSession(data, so, providers=providers, provider_options=provider_options)
+            session = ort.InferenceSession(session_data, so, providers=providers, provider_options=provider_options)
         except Exception as exc:
             text = str(exc)
             if "opset" in text.lower():
@@ -370,7 +398,36 @@ class OnnxRuntimeBackend(Backend):
         metadata = {"backend": self.name, "versions": self.versions(), "providers": used, "device": device,
                     "build_seconds": seconds, "size_bytes": len(data), "built_at": time.time()}
         reporter.write("info", f"session ready in {seconds:.2f} s on {device} ({used[0]})", "onnxruntime")
-        return OrtEngine(config, model, variant, metadata, session, so, providers, provider_options)
+        return OrtEngine(config, model, variant, metadata, session, so, providers, provider_options,
+                         session_data, tuple(stores))
+
+    def report_precision(self, engine: Engine, reporter: "Reporter") -> None:
+        """On the CPU provider, measure what a non-fp32 engine's layers compute in (one profiled run on its random
+        feeds) and say it in the build log: a warning when most of its float work is not in the precision it is
+        named after (the CPU provider runs most fp16 nodes as fp32 kernels between casts)."""
+        if engine.config.precision == "fp32" or engine.metadata.get("providers", [""])[0] != "CPUExecutionProvider":
+            return
+        measure_precision(engine, reporter)
+
+
+def measure_precision(engine: Engine, reporter: "Reporter") -> None:
+    """Measure what the engine's layers compute in (one profiled run on its random feeds) and say it in the
+    build log: a warning when most of its float work is not in the precision it is named after."""
+    from ..errors import TrtlabError
+    try:
+        mix = engine.effective_precision()
+    except TrtlabError as exc:
+        reporter.write("info", f"effective precision not measured at build ({exc}); "
+                               f"engine.effective_precision(feeds) measures it on your inputs", "precision")
+        return
+    engine.metadata["effective_precision"] = mix.to_dict()
+    if mix.faithful:
+        reporter.write("info", mix.summary, "precision")
+    else:
+        reporter.write("warning", mix.summary + ("; its error is below an fp16 GPU engine's and its speed is fp32 "
+                                                 "speed plus casts: build with fp16_mode='faithful' for fp16 "
+                                                 "numbers (the accuracy analyses do)" if "fp16" in mix.named else ""),
+                       "precision")
 
 
 _NODE = re.compile(r"running (\S+) node\. Name:'([^']*)'")

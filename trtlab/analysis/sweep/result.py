@@ -135,12 +135,23 @@ class SweepResult:
                               f"(and see knees() for every curve)")
         return find_knee(f["batch"], f["samples_per_s"])
 
+    def precision_notes(self) -> list[str]:
+        """One sentence per precision whose engines do not mostly compute in it (measured at build): their timing
+        is not that precision's speed."""
+        notes = []
+        for prec in dict.fromkeys(r["precision"] for r in self.records if r.get("status") == "ok"):
+            mixes = [r for r in self.records if r.get("precision") == prec and r.get("named_precision_share") is not None]
+            if mixes and min(r["named_precision_share"] for r in mixes) < 0.5:
+                notes.append(f"{prec} timings are not {prec} speed: {mixes[0]['effective_precision']}")
+        return notes
+
     def describe(self) -> str:
         """The result in words: one sentence per curve, then what is missing."""
         lines = list(self.knees()["sentence"]) if self.records else []
         errs = [r for r in self.records if r.get("status") != "ok"]
         if errs:
             lines.append(f"{len(errs)} point(s) failed, e.g. {describe_point(errs[0])}: {errs[0].get('error')}")
+        lines += self.precision_notes()
         notrun = len(self.missing) - len(errs)
         if notrun > 0:
             lines.append(f"{notrun} of {len(self.spec.points())} points not run yet"

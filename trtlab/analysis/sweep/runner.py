@@ -85,6 +85,9 @@ def run_sweep(spec: SweepSpec, build: BuildFn, store: SweepStore, reporter: "Rep
                                      spec.warmup, spec.seed, sub, monitor)
                 rec = point_record(point, res, build_s)
                 rec["engine_key"] = engine.config.key
+                mix = engine.measured_precision  # what its layers compute in, where the backend measured it
+                rec["effective_precision"] = mix.summary if mix is not None else None
+                rec["named_precision_share"] = mix.share if mix is not None else None
             except CancelledError:
                 raise
             except TrtlabError as exc:
