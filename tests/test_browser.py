@@ -224,6 +224,39 @@ def test_report_opens_offline_and_shows_its_charts(browser, tmp_path):
     page.close()
 
 
+@pytest.mark.corpus
+def test_report_colours_layers_by_effective_precision(browser, tmp_path):
+    """A real fp16 engine on the CPU provider: the report says it is not computed in fp16 and its layer chart is
+    coloured by what each layer computes in, with a legend."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from corpus import get
+    from trtlab import Session
+    m = get("ppocr_cls")
+    m.fetch()
+    s = Session(str(m.path), workspace=tmp_path / "ws")
+    s.profile_layers(s.build("fp16", shapes=m.shapes()), runs=1, data=m.feeds()[0])
+    s.profile_layers(s.build("fp16", shapes=m.shapes(), fp16_mode="faithful"), runs=1, data=m.feeds()[0])
+    path = s.report(tmp_path / "report.html")
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.route("http*://**/*", lambda route: route.abort())
+    page.goto(path.as_uri())
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .legend').length > 0",
+                           timeout=60_000)
+    warning = page.locator("p.warning", has_text="NOT computed in fp16").first
+    assert warning.is_visible()
+    legends = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')]
+        .map(e => [...e.querySelectorAll('.legend .legendtext')].map(t => t.textContent))""")
+    # the native engine's top layers: fp32 kernels keeping fp32 results; the faithful one's: fp32 math, fp16 storage
+    known = {"fp32", "fp16", "fp32, stored fp16", "cast", "reformat", "int"}
+    coloured = [set(x) for x in legends if x and set(x) <= known]
+    assert any("fp32" in x and "fp32, stored fp16" not in x for x in coloured), legends
+    assert any("fp32, stored fp16" in x for x in coloured), legends
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    warning.scroll_into_view_if_needed()
+    page.screenshot(path=str(SCREENSHOTS / "effective-precision-report.png"))
+    page.close()
+
+
 def test_hostile_model_runs_no_script_in_jupyterlab(lab, browser):
     """A model whose every name is an XSS payload: results, charts and the dashboard render it as text."""
     import nbformat

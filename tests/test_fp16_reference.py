@@ -197,3 +197,21 @@ def test_sweep_says_cpu_fp16_timing_is_not_fp16_speed(tmp_path):
     assert f.loc["fp16", "named_precision_share"] < 0.1
     assert "NOT computed in fp16" in f.loc["fp16", "effective_precision"]
     assert "not fp16 speed" in sw.describe()
+
+
+def test_layers_tab_and_report_show_effective_precision_with_a_legend(tmp_path):
+    from trtlab import plots
+    from trtlab.widgets.layers_tab import LayerTimings
+    m, s = _session("ppocr_cls", tmp_path)
+    prof = s.profile_layers(s.build("fp16", shapes=m.shapes()), runs=1, data=m.feeds()[0])
+    tab = LayerTimings(prof)
+    assert "effective_precision" in tab.color_by.options
+    assert "NOT computed in fp16" in tab.mix.value and "trtlab-precision-warning" in tab.mix.value
+    fig = plots.layer_timings(prof.frame, color_by="effective_precision")
+    assert fig.layout.showlegend and {"fp32", "cast"} <= {t.name for t in fig.data}
+    faithful = s.profile_layers(s.build("fp16", shapes=m.shapes(), fp16_mode="faithful"), runs=1,
+                                data=m.feeds()[0])
+    names = {t.name for t in plots.layer_timings(faithful.frame, color_by="effective_precision").data}
+    assert "fp32, stored fp16" in names
+    html = s.report(tmp_path / "report.html").read_text()
+    assert "NOT computed in fp16" in html and "fp16 storage" in html

@@ -22,7 +22,12 @@ from .markup import plot_text
 PALETTE = ("#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B", "#B279A2", "#FF9DA6", "#9D755D",
            "#BAB0AC", "#1F77B4", "#2CA02C", "#D62728", "#9467BD", "#8C564B", "#17BECF")
 PRECISION_COLORS = {"fp32": "#4C78A8", "fp16": "#F58518", "bf16": "#EECA3B", "int8": "#54A24B", "fp8": "#E45756",
-                    "int64": "#BAB0AC", "int32": "#9D755D", "bool": "#72B7B2", "fp64": "#B279A2"}
+                    "int64": "#BAB0AC", "int32": "#9D755D", "bool": "#72B7B2", "fp64": "#B279A2",
+                    # effective precision (tables.COLUMNS): fp32 math whose result is kept in fp16, and the steps
+                    # that compute nothing of the model
+                    "fp32, stored fp16": "#FFBF79", "fp32, stored bf16": "#F2DD8C", "cast": "#9E9E9E",
+                    "reformat": "#D0D0D0", "int": "#BAB0AC"}
+LAYER_COLOR_BY = ("op_type", "precision", "effective_precision", "provider")
 _LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=50, b=40), hoverlabel=dict(align="left"))
 
 
@@ -86,26 +91,40 @@ def empty_figure(title: str, message: str) -> go.Figure:
 
 
 # ---- per-layer timings ---------------------------------------------------------------------------------
+def effective_labels(frame: pd.DataFrame) -> pd.Series:
+    """Legend label per layer of its effective precision: 'fp16', or 'fp32, stored fp16' for fp32 math whose
+    result is kept in fp16; 'cast', 'reformat', 'int' as the layer table names them."""
+    eff = frame.get("effective_precision", pd.Series("?", index=frame.index)).fillna("?").astype(str)
+    stored = frame.get("stored_as", pd.Series(None, index=frame.index))
+    return pd.Series([e if not isinstance(st, str) or st == e or e in ("cast", "reformat", "int", "?")
+                      else f"{e}, stored {st}" for e, st in zip(eff, stored)], index=frame.index)
+
+
 def layer_timings(profile_frame: pd.DataFrame, color_by: str = "op_type", top: int | None = None,
                   title: str | None = None) -> go.Figure:
     """Horizontal bars of per-layer median time, slowest on top, coloured by op type or precision."""
     _require(profile_frame, ["name", "median_ms"], "layer_timings")
-    if color_by not in ("op_type", "precision", "provider"):
-        raise ConfigError(f"layer_timings(color_by={color_by!r}): choose 'op_type', 'precision' or 'provider'")
+    if color_by not in LAYER_COLOR_BY:
+        raise ConfigError(f"layer_timings(color_by={color_by!r}): choose {', '.join(map(repr, LAYER_COLOR_BY))}")
     f = profile_frame.copy()
     if color_by not in f:
         f[color_by] = "?"
     f[color_by] = f[color_by].fillna("?").astype(str)
+    if color_by == "effective_precision":
+        f[color_by] = effective_labels(f)
     total = float(f["median_ms"].sum())
     f["share"] = f["median_ms"] / total if total > 0 else 0.0
     f = f.sort_values("median_ms", ascending=False)
     shown = f.head(top) if top else f
     shown = shown.iloc[::-1]  # plotly draws the first category at the bottom
-    colors = _color_map(f[color_by], PRECISION_COLORS if color_by == "precision" else None)
+    colors = _color_map(f[color_by], PRECISION_COLORS if color_by in ("precision", "effective_precision") else None)
     fig = go.Figure()
     for group, part in shown.groupby(color_by, sort=False):
         hover = [f"<b>{plot_text(r['name'])}</b><br>op: {plot_text(r.get('op_type', '?'))}  precision: "
-                 f"{plot_text(r.get('precision', '?'))}<br>in: {plot_text(_shape_text(r.get('input_shapes')))}<br>"
+                 f"{plot_text(r.get('precision', '?'))}"
+                 + (f"  computes in: {plot_text(r.get('effective_precision'))}, stored {plot_text(r.get('stored_as'))}"
+                    if isinstance(r.get("effective_precision"), str) else "")
+                 + f"<br>in: {plot_text(_shape_text(r.get('input_shapes')))}<br>"
                  f"out: {plot_text(_shape_text(r.get('output_shapes')))}<br>"
                  f"median {r['median_ms']:.4f} ms, {r['share']:.1%} of total"
                  + (f"<br>fused from {len(r['fused_from'])} nodes" if isinstance(r.get("fused_from"), list)
@@ -118,7 +137,7 @@ def layer_timings(profile_frame: pd.DataFrame, color_by: str = "op_type", top: i
     label = f"top {n} of {len(f)}" if top and top < len(f) else f"{len(f)}"
     fig.update_layout(title=title or f"Per-layer time ({label} layers, total {total:.3f} ms)",
                       xaxis_title="median time per layer [ms]", yaxis_title="layer", barmode="stack",
-                      height=max(320, 18 * n + 120), legend_title=color_by,
+                      height=max(320, 18 * n + 120), legend_title=color_by.replace("_", " "), showlegend=True,
                       yaxis=dict(categoryorder="array", categoryarray=list(shown["name"]),
                                  **_category_ticks(shown["name"])), **_LAYOUT)
     return fig

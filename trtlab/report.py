@@ -24,7 +24,7 @@ body{font-family:-apple-system,Segoe UI,Roboto,Helvetica,Arial,sans-serif;margin
 h1{margin-bottom:0} h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}
 table.trtlab{border-collapse:collapse;font-size:13px;margin:8px 0} table.trtlab td,table.trtlab th{border:1px solid
 #ddd;padding:3px 8px;text-align:left} table.trtlab th{background:#f4f4f4} pre{background:#f7f7f7;padding:8px;
-overflow:auto;font-size:12px} .muted{color:#777} .chart{margin:8px 0 24px 0} nav a{margin-right:12px}
+overflow:auto;font-size:12px} .muted{color:#777} .warning{color:#a33} .chart{margin:8px 0 24px 0} nav a{margin-right:12px}
 """
 
 
@@ -108,6 +108,16 @@ def _parsed(records: list[dict[str, Any]], parse: Any) -> list[tuple[dict[str, A
     return out
 
 
+def _mix_text(profile: Any) -> str:
+    """The one-line effective precision of a stored profile (what its layers computed in), or ''."""
+    if not profile.meta.get("precision"):
+        return ""
+    try:
+        return profile.effective_precision().summary
+    except Exception:  # a profile stored before the table had the columns
+        return ""
+
+
 def _guard(parts: list[str], what: str, fn: Any) -> None:
     """Append fn()'s HTML; a chart that cannot be drawn becomes a note, never a failed report."""
     try:
@@ -154,13 +164,19 @@ def write_report(session: "Session", path: str | Path = "report.html", title: st
     profiles = _parsed(by_kind.pop("profile", []), LayerProfile.from_dict)
     if profiles:
         layers.append(table(pd.DataFrame([{"id": r["id"], "engine": p.engine, "layers": len(p.frame),
-                                           "runs": p.runs, "total_ms": p.total_ms} for r, p in profiles])))
+                                           "runs": p.runs, "total_ms": p.total_ms,
+                                           "effective_precision": _mix_text(p)} for r, p in profiles])))
         latest: dict[str, LayerProfile] = {}
         for _rec, p in profiles:
             latest[p.engine] = p
         for p in list(latest.values())[-MAX_PER_SECTION:]:
+            mix = _mix_text(p)
+            if mix:
+                layers.append(f"<p class='{'muted' if 'NOT computed' not in mix else 'warning'}'>"
+                              f"<b>{esc(p.engine)}</b>: {esc(mix)}</p>")
             _guard(layers, "layer timings", lambda p=p: rb.figure(plots.layer_timings(
-                p.frame, top=25, title=f"{plot_text(p.engine)}: per-layer time (top 25 of {len(p.frame)})")))
+                p.frame, top=25, color_by="effective_precision" if p.meta.get("precision") else "op_type",
+                title=f"{plot_text(p.engine)}: per-layer time (top 25 of {len(p.frame)})")))
             _guard(layers, "op types", lambda p=p: rb.figure(plots.op_type_breakdown(
                 p.by_op_type(), title=f"{plot_text(p.engine)}: time by op type")))
         if len(latest) >= 2:

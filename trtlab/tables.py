@@ -325,8 +325,8 @@ def precision_mix(frame: pd.DataFrame, named: str) -> PrecisionMix:
         if int(math_in.sum()):
             parts.append(f"{int(math_in.sum())} with {name} arithmetic")
         if int(stored_in.sum()):
-            parts.append(f"{int(stored_in.sum())} with fp32 arithmetic and {name} storage (every output rounded "
-                         f"to {name}, as TensorRT's fp16 kernels accumulate in fp32)")
+            parts.append(f"{int(stored_in.sum())} as fp32 arithmetic with {name} storage, every output rounded to "
+                         f"{name} as TensorRT's fp16 kernels accumulate in fp32")
         rest = work & ~math_in & ~stored_in
         others = eff[rest].value_counts().to_dict()
         detail = f" ({'; '.join(parts)})" if parts else ""

@@ -15,20 +15,27 @@ if TYPE_CHECKING:
     from ..session import Session
 
 
+def _warning_html(text: str) -> str:
+    return (f"<div class='trtlab-precision-warning' style='color:#a33'><b>Effective precision: {esc(text)}</b>"
+            f"</div>")
+
+
 class LayerTimings:
     """Per-layer bars (coloured by op type or precision, top-N) and an op-type treemap for one LayerProfile."""
 
     def __init__(self, profile: "LayerProfile | None" = None) -> None:
         self.profile = profile
-        self.color_by = W.ToggleButtons(options=["op_type", "precision"], value="op_type", description="colour by")
+        self.color_by = W.ToggleButtons(options=["op_type", "precision", "effective_precision"], value="op_type",
+                                        description="colour by")
         self.top = W.IntSlider(value=25, min=5, max=200, step=5, description="top layers")
         self.breakdown = W.ToggleButtons(options=["treemap", "bar"], value="treemap", description="by op type")
+        self.mix = W.HTML()  # what the layers compute in, against the precision the engine is named after
         self.bars = figure_widget()
         self.ops = figure_widget()
         for w in (self.color_by, self.top):
             w.observe(lambda _c: self._draw_bars(), "value")
         self.breakdown.observe(lambda _c: self._draw_ops(), "value")
-        self.widget = W.VBox([W.HBox([self.color_by, self.top]), self.bars, self.breakdown, self.ops],
+        self.widget = W.VBox([self.mix, W.HBox([self.color_by, self.top]), self.bars, self.breakdown, self.ops],
                              layout=W.Layout(display="none"))  # shown with the first profile
         self.widget.add_class("trtlab-layer-timings")
         if profile is not None:
@@ -38,6 +45,9 @@ class LayerTimings:
         """Draw a new profile."""
         self.profile = profile
         self.top.max = max(200, len(profile.frame))
+        mix = profile.effective_precision() if profile.meta.get("precision") else None
+        self.mix.value = "" if mix is None else (note_html(esc(f"Effective precision: {mix.summary}"))
+                                                 if mix.faithful else _warning_html(mix.summary))
         self._draw_bars()
         self._draw_ops()
         self.widget.layout.display = None
