@@ -115,6 +115,7 @@ def hostile(tmp_path_factory):
         "sweep": s.sweep(batch=(1, 2), iterations=5, warmup=1, monitor=False),
         "tune": s.tune(budget_s=2, trial_s=0.2, precisions=["fp32"]),
         "thread safety": s.check_thread_safety(eng, threads=2, iterations=3),
+        "effective precision": s.build("fp16", batch=1).effective_precision(),
     }
     rep = load_trtexec(hostile_trtexec(tmp))
     results["trtexec profile"] = rep.profile()
