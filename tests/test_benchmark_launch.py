@@ -103,7 +103,7 @@ def test_tensorrt_11_benchmark_replays_a_graph_with_spin_wait_and_no_copies(cuda
     # and the inputs are in device memory once, before the loop: the result is still right
     x = eng.random_feeds(0)["input"]
     e = eng._engine()
-    np.testing.assert_allclose(eng.run({"input": x})["logits"], np.maximum(x @ e.w0, 0) @ e.w1, rtol=1e-6)
+    np.testing.assert_allclose(eng.run({"input": x})["logits"], np.maximum(x @ e.net.w0, 0) @ e.net.w1, rtol=1e-6)
 
 
 def test_the_other_behaviour_on_request(cudart):

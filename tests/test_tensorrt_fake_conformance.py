@@ -28,8 +28,16 @@ STAND_INS = {fakes.FakeEngine: "ICudaEngine", fakes.FakeContext: "IExecutionCont
              fakes.FakeRuntimeConfig: "IRuntimeConfig", fakes.FakeRuntimeCache: "IRuntimeCache",
              fakes.FakeInspector: "EngineInspector"}
 # attributes of the stand-ins that model real properties (the others are the fake's own bookkeeping)
-PROPERTIES = {fakes.FakeEngine: ("num_io_tensors",), fakes.FakeContext: ("profiler",),
+PROPERTIES = {fakes.FakeEngine: ("num_io_tensors", "num_optimization_profiles"),
+              fakes.FakeContext: ("profiler", "active_optimization_profile"),
               fakes.FakeInspector: ("execution_context",)}
+# what the runtime calls, so none of it can drop out of the check unnoticed
+CALLED = {fakes.FakeEngine: {"get_tensor_name", "get_tensor_mode", "get_tensor_dtype", "get_tensor_format",
+                             "get_tensor_shape", "is_shape_inference_io", "get_tensor_profile_shape",
+                             "create_execution_context", "create_runtime_config", "create_engine_inspector"},
+          fakes.FakeContext: {"set_optimization_profile_async", "set_input_shape", "get_tensor_shape",
+                              "set_tensor_address", "get_tensor_address", "set_output_allocator",
+                              "get_output_allocator", "execute_v2", "execute_async_v3"}}
 
 
 # ---- reading real signatures ----------------------------------------------------------------------------------
@@ -191,6 +199,11 @@ def test_each_stand_in_matches_its_real_class(fake):
     assert check_class(fake, real, PROPERTIES.get(fake, ())) == []
 
 
+@pytest.mark.parametrize("fake", list(CALLED), ids=lambda c: c.__name__)
+def test_every_call_of_the_runtime_is_checked(fake):
+    assert CALLED[fake] <= set(_public_methods(fake))
+
+
 def test_the_stand_ins_cover_what_trtlab_calls():
     # every real class the fake stands in for is named here, so a new fake class without a STAND_INS entry fails
     offered = {name for name, v in vars(fakes).items() if isinstance(v, type) and name.startswith("Fake")}
@@ -319,3 +332,70 @@ def test_a_wrong_cudart_entry_fails_the_check(cudart):
         "cudaMemcpyAsync(dst, src, count, kind): the fake accepts it, cuda.bindings.runtime has "
         "(dst, src, count, kind, stream)",
         "cudaStreamCreateFast: no such function in cuda.bindings.runtime"]
+
+
+# ---- trtlab's implementations of TensorRT's application-implemented classes -------------------------------------
+def documented_callbacks(real: type) -> dict[str, list[str]]:
+    """Methods an application implements, as the class docstring shows them (`def name(self, a, b):`): pybind11
+    exposes no signature for methods that exist only as C++ virtuals."""
+    doc = real.__doc__ or ""
+    return {m.group(1): [p.strip() for p in m.group(2).split(",")[1:] if p.strip()]
+            for m in re.finditer(r"def (\w+)\(([^)]*)\):", doc) if m.group(1) != "__init__"}
+
+
+def check_callbacks(impl: Any, real: type) -> list[str]:
+    """What `impl` (an instance of trtlab's subclass) lacks or spells differently from the documented callbacks."""
+    problems = []
+    documented = documented_callbacks(real)
+    for name, params in sorted(documented.items()):
+        method = getattr(type(impl), name, None)
+        if method is None or method is getattr(real, name, None):
+            problems.append(f"{real.__name__}.{name}: not implemented by trtlab's {type(impl).__name__}")
+            continue
+        mine = [p for p in inspect.signature(method).parameters if p != "self"]
+        if mine != params:
+            problems.append(f"{real.__name__}.{name}({', '.join(mine)}): documented as ({', '.join(params)})")
+    return problems
+
+
+def _trtlab_callbacks() -> dict[str, Any]:
+    from trtlab.backends.tensorrt._import import TrtApi
+    from trtlab.backends.tensorrt.logger import shared_logger
+    from trtlab.backends.tensorrt.outputs import make_output_allocator
+    from trtlab.backends.tensorrt.runtime import make_profiler
+    api = TrtApi(trt, trt.__name__, "tensorrt-rtx", trt.__version__)
+    return {"IOutputAllocator": make_output_allocator(api, None), "IProfiler": make_profiler(api),
+            "ILogger": shared_logger(api)}
+
+
+@pytest.mark.parametrize("real", ["IOutputAllocator", "IProfiler", "ILogger"])
+def test_trtlab_implements_the_documented_callbacks(real):
+    impl = _trtlab_callbacks()[real]
+    assert isinstance(impl, getattr(trt, real))  # a subclass of the real class, constructed as documented
+    assert documented_callbacks(getattr(trt, real)), f"{real}'s docstring shows no method to implement"
+    assert check_callbacks(impl, getattr(trt, real)) == []
+
+
+def test_the_documented_output_allocator_callbacks_are_the_ones_the_fake_calls():
+    assert documented_callbacks(trt.IOutputAllocator) == {
+        "reallocate_output": ["tensor_name", "memory", "size", "alignment"],
+        "reallocate_output_async": ["tensor_name", "memory", "size", "alignment", "stream"],
+        "notify_shape": ["tensor_name", "shape"]}
+    src = inspect.getsource(fakes.FakeContext.execute_async_v3)
+    assert "reallocate_output_async(t.name, " in src and "notify_shape(t.name, " in src
+
+
+def test_a_wrong_callback_fails_the_check():
+    class Alloc(trt.IOutputAllocator):
+        def __init__(self):
+            trt.IOutputAllocator.__init__(self)
+
+        def reallocate_output_async(self, name, memory, size, alignment, stream):  # documented: tensor_name
+            return 0
+
+        def notify_shape(self, tensor_name, shape):
+            pass
+    assert check_callbacks(Alloc(), trt.IOutputAllocator) == [
+        "IOutputAllocator.reallocate_output: not implemented by trtlab's Alloc",
+        "IOutputAllocator.reallocate_output_async(name, memory, size, alignment, stream): documented as "
+        "(tensor_name, memory, size, alignment, stream)"]

@@ -96,6 +96,10 @@ class PlanError(TrtlabError):
     """A serialized engine (plan) is missing, truncated or incompatible."""
 
 
+class PlanMetadataError(PlanError):
+    """The metadata saved beside a plan disagrees with the engine's own I/O, or the engine has I/O trtlab cannot pass."""
+
+
 class PlanMismatchError(PlanError):
     """A plan was built by another library version or for another GPU."""
 

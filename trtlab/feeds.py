@@ -17,7 +17,7 @@ from .errors import InputError, LossyCastError, RunError
 from .model import TensorInfo
 
 # dtypes engines take in place of types numpy has no native form for
-_FEED_DTYPES = {"bfloat16": "float32"}
+_FEED_DTYPES = {"bfloat16": "float32", "float8": "float32"}
 
 
 def feed_dtype(dtype: str) -> np.dtype | None:

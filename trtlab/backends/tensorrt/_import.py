@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -13,6 +14,12 @@ from ...errors import BackendUnavailableError, ConfigError
 MODULES = {"tensorrt": ("tensorrt",), "tensorrt-rtx": ("tensorrt_rtx", "tensorrt_rtx_bindings")}
 INSTALL = {"tensorrt": "pip install tensorrt (needs an NVIDIA GPU and driver to run engines)",
            "tensorrt-rtx": "pip install tensorrt-rtx-cu13-libs tensorrt-rtx-cu13-bindings"}
+# the oldest release of each module trtlab runs on, and what it needs from that release
+MINIMUM = {"tensorrt": ((10, 0), "name-based I/O, execute_async_v3, IOutputAllocator.reallocate_output_async and "
+                                 "strongly typed networks"),
+           "tensorrt_rtx": ((1, 0), "the first TensorRT for RTX release"),
+           "tensorrt_rtx_bindings": ((1, 0), "the first TensorRT for RTX release"),
+           "cuda.bindings": ((12, 6), "the cuda.bindings.runtime module (cuda-python 12.6 and later)")}
 
 
 @dataclass(frozen=True)
@@ -124,6 +131,26 @@ def host_bytes(memory: Any) -> bytes:
     return bytes(memoryview(memory))
 
 
+def version_tuple(version: str) -> tuple[int, ...]:
+    """(10, 9, 0, 34) for '10.9.0.34'; leading digits of each part ('13.0.0rc1' -> (13, 0, 0))."""
+    out = []
+    for part in str(version).split("."):
+        m = re.match(r"\d+", part)
+        if not m:
+            break
+        out.append(int(m.group()))
+    return tuple(out)
+
+
+def too_old(name: str, version: str, upgrade: str) -> str | None:
+    """Why `version` of module `name` is below trtlab's minimum (None when it is not)."""
+    minimum, needs = MINIMUM[name]
+    if version_tuple(version) >= minimum:
+        return None
+    return (f"{name} {version} is older than {'.'.join(map(str, minimum))}, the oldest trtlab runs on ({needs}); "
+            f"upgrade: {upgrade}")
+
+
 @lru_cache(maxsize=None)
 def _load(family: str) -> TrtApi | str:
     errors = []
@@ -134,6 +161,10 @@ def _load(family: str) -> TrtApi | str:
             errors.append(f"{name}: {exc}")
             continue
         version = str(getattr(mod, "__version__", "0"))
+        old = too_old(name, version, INSTALL[family].replace("pip install", "pip install -U"))
+        if old:
+            errors.append(old)
+            continue
         return TrtApi(mod, name, family, version)
     return "; ".join(errors)
 
@@ -153,13 +184,34 @@ def find_api(family: str) -> tuple[TrtApi | None, str]:
 
 
 def cuda_runtime() -> Any:
-    """cuda-python's runtime module (`cuda.bindings.runtime`, or the older `cuda.cudart`), imported lazily."""
+    """cuda-python's runtime module `cuda.bindings.runtime` (cuda-bindings 12.6 or later), imported lazily."""
+    got = _cuda_runtime()
+    if isinstance(got, str):
+        raise BackendUnavailableError(got)
+    return got
+
+
+@lru_cache(maxsize=None)
+def _cuda_runtime() -> Any:
     try:
-        from cuda.bindings import runtime as cudart
+        bindings = importlib.import_module("cuda.bindings")
+        cudart = importlib.import_module("cuda.bindings.runtime")
     except ImportError:
         try:
-            from cuda import cudart  # cuda-python < 12.6
+            importlib.import_module("cuda.cudart")  # cuda-python before 12.6 had only this module
         except ImportError:
-            raise BackendUnavailableError("TensorRT engines need an NVIDIA GPU and cuda-python to run: "
-                                          "pip install cuda-python (cuda.bindings) on a machine with a GPU") from None
-    return cudart
+            return ("TensorRT engines need an NVIDIA GPU and cuda-python to run: pip install cuda-python "
+                    "(cuda.bindings) on a machine with a GPU")
+        minimum, needs = MINIMUM["cuda.bindings"]
+        return (f"cuda-python {_cuda_python_version()} predates cuda.bindings; trtlab needs cuda-bindings "
+                f"{'.'.join(map(str, minimum))} or later ({needs}); upgrade: pip install -U cuda-python")
+    old = too_old("cuda.bindings", str(getattr(bindings, "__version__", "0")), "pip install -U cuda-python")
+    return old or cudart
+
+
+def _cuda_python_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("cuda-python")
+    except PackageNotFoundError:
+        return "(unknown version)"

@@ -98,14 +98,15 @@ def parser_report(api: TrtApi, proto: "onnx.ModelProto", path: str | None = None
     return pd.DataFrame(rows, columns=REPORT_COLUMNS)
 
 
-def _dtype_name(dtype: Any) -> str:
+def dtype_name(dtype: Any) -> str:
+    """trtlab dtype name ('float32', 'bfloat16', 'float8', ...) of a TensorRT DataType."""
     return _DTYPE_NAMES.get(getattr(dtype, "name", str(dtype)).rsplit(".", 1)[-1], str(dtype))
 
 
 def network_io(network: Any) -> dict[str, list[dict[str, Any]]]:
     """Names, shapes (-1 for dynamic) and dtypes of the network's inputs and outputs."""
     def info(t: Any) -> dict[str, Any]:
-        return {"name": t.name, "shape": [int(d) for d in t.shape], "dtype": _dtype_name(t.dtype)}
+        return {"name": t.name, "shape": [int(d) for d in t.shape], "dtype": dtype_name(t.dtype)}
     return {"inputs": [info(network.get_input(i)) for i in range(network.num_inputs)],
             "outputs": [info(network.get_output(i)) for i in range(network.num_outputs)]}
 
@@ -237,5 +238,9 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def numpy_dtype(name: str) -> np.dtype:
-    """numpy dtype for a network dtype name (bfloat16/fp8 map to the bytes TensorRT moves: see runtime)."""
-    return np.dtype({"bfloat16": "uint16", "float8": "uint8", "int4": "uint8", "fp4": "uint8"}.get(name, name))
+    """numpy dtype of the bytes TensorRT moves for a network dtype name: bfloat16 and float8 (e4m3) through
+    ml_dtypes, so both are read and written as their own type, never as raw uint16/uint8; int4/fp4 (two values
+    per byte) as uint8 bytes."""
+    import ml_dtypes
+    special = {"bfloat16": ml_dtypes.bfloat16, "float8": ml_dtypes.float8_e4m3fn, "int4": np.uint8, "fp4": np.uint8}
+    return np.dtype(special.get(name, name))

@@ -1,6 +1,7 @@
 """ILogger and IProgressMonitor subclasses that feed the session log and progress bar, and honour Cancel."""
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import re
@@ -44,6 +45,9 @@ class LogSink:
 
 _LOGGERS: dict[str, Any] = {}
 _SINKS: list[LogSink] = []
+# the last errors TensorRT logged, numbered, so a failed call can name what it logged (error_mark/errors_since)
+_RECENT: collections.deque[tuple[int, str]] = collections.deque(maxlen=32)
+_ERRORS = [0]
 _SINKS_LOCK = threading.Lock()
 _FALLBACK = logging.getLogger("trtlab.tensorrt")
 
@@ -68,6 +72,9 @@ def shared_logger(api: "TrtApi") -> Any:
                 sev = api.severity_name(severity)
                 with _SINKS_LOCK:
                     sinks = list(_SINKS)
+                    if sev == "error":
+                        _ERRORS[0] += 1
+                        _RECENT.append((_ERRORS[0], msg))
                 for sink in sinks:
                     sink.write(sev, msg)
                 if not sinks and sev in ("warning", "error"):
@@ -75,6 +82,17 @@ def shared_logger(api: "TrtApi") -> Any:
 
         _LOGGERS[key] = TrtLogger()
         return _LOGGERS[key]
+
+
+def error_mark() -> int:
+    """A mark to pass to errors_since(): how many errors TensorRT has logged so far (cheap: no lock)."""
+    return _ERRORS[0]
+
+
+def errors_since(mark: int) -> list[str]:
+    """TensorRT's error messages logged after `mark` (the last 32 at most; other threads' errors included)."""
+    with _SINKS_LOCK:
+        return [m for k, m in _RECENT if k > mark]
 
 
 @contextlib.contextmanager

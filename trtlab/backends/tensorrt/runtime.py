@@ -1,4 +1,5 @@
-"""TensorRT runtime: deserialize, one execution context per thread, I/O by name, execute vs enqueue, CUDA graphs."""
+"""TensorRT runtime: deserialize, one execution context per thread and optimization profile, I/O read from the
+engine, output allocator for data-dependent shapes, execute vs enqueue, CUDA graphs."""
 from __future__ import annotations
 
 import json
@@ -9,13 +10,16 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 import numpy as np
 
 from ...config import BuildConfig
-from ...errors import BackendUnavailableError, ConfigError, InputError, PlanError
+from ...errors import BackendUnavailableError, ConfigError, InputError, PlanError, RunError, TrtlabError
+from ...feeds import feed_dtype, summarize_feeds
 from ...model import TensorInfo
 from ..base import Engine
 from . import _import
 from .builder import numpy_dtype
 from .cuda import DeviceBuffer, DeviceInfo, EventTimer, Stream, check, current_device
-from .logger import capture_log, shared_logger
+from .engine_io import IOTensor, check_metadata, read_io, read_profiles, select_profile, to_engine
+from .logger import capture_log, error_mark, errors_since, shared_logger
+from .outputs import make_output_allocator
 from .plan import check_compatible, metadata_path, read_plan, save_plan
 
 if TYPE_CHECKING:
@@ -37,6 +41,7 @@ def running_device() -> DeviceInfo | None:
 
 def require_device(api: "TrtApi") -> DeviceInfo:
     """The GPU to run on, or BackendUnavailableError saying why engines cannot run here."""
+    _import.cuda_runtime()  # a missing or too old cuda-python says so itself
     dev = running_device()
     if dev is None:
         raise BackendUnavailableError(f"{api.module_name} engines need an NVIDIA GPU with a working driver and "
@@ -52,29 +57,78 @@ def require_device(api: "TrtApi") -> DeviceInfo:
 
 
 class _Context:
-    """One thread's execution context, stream, device buffers and captured CUDA graph."""
+    """One thread's execution context for one optimization profile: its stream, device buffers, host buffers of
+    shape tensors, output allocator, the shapes and addresses last given to TensorRT, and a captured CUDA graph."""
 
-    def __init__(self, api: "TrtApi", engine: Any, cudart: Any, cache_blob: bytes | None = None) -> None:
+    def __init__(self, api: "TrtApi", engine: Any, cudart: Any, profile: int = 0,
+                 cache_blob: bytes | None = None) -> None:
+        self.api = api
         self.cudart = cudart
+        self.profile = profile
         self.ctx, self.runtime_cache = api.create_context(engine, cache_blob)
         if self.ctx is None:
             raise BackendUnavailableError("TensorRT could not create an execution context (out of GPU memory?)")
         self.stream = Stream(cudart)
         self.buffers: dict[str, DeviceBuffer] = {}
+        self.host: dict[str, np.ndarray] = {}  # shape tensors: TensorRT reads (writes) them in host memory
         self.shapes: dict[str, tuple[int, ...]] = {}
+        self.addresses: dict[str, int] = {}
+        self.allocated: set[str] = set()  # outputs sized by the output allocator
+        self.allocator: Any = None
+        self.staged: list[np.ndarray] = []  # host arrays of copies in flight: alive until the stream is synchronised
         self.graph: Any = None
         self.graph_exec: Any = None
         self.graph_key: Any = None
         self.timer: EventTimer | None = None
 
     def buffer(self, name: str, nbytes: int) -> DeviceBuffer:
+        """The device buffer of `name`, reallocated only when it is too small."""
         buf = self.buffers.get(name)
         if buf is None or buf.nbytes < nbytes:
             if buf is not None:
                 buf.free()
+                del self.buffers[name]
             buf = self.buffers[name] = DeviceBuffer(self.cudart, nbytes)
-            self.drop_graph()  # addresses changed: a captured graph would use the old ones
         return buf
+
+    def host_array(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """The host buffer of shape tensor `name`, kept between runs so its address stays put."""
+        arr = self.host.get(name)
+        if arr is None or arr.shape != shape or arr.dtype != dtype:
+            arr = self.host[name] = np.zeros(shape, dtype)
+        return arr
+
+    def set_address(self, name: str, ptr: int, where: str) -> None:
+        """set_tensor_address, only when the address changed (a captured graph then is stale)."""
+        if self.addresses.get(name) == ptr:
+            return
+        mark = error_mark()
+        if not self.ctx.set_tensor_address(name, ptr):
+            raise RunError(f"{where}: TensorRT refused the address of tensor {name!r}{logged(mark)}")
+        self.addresses[name] = ptr
+        self.drop_graph()
+
+    def set_shape(self, name: str, shape: tuple[int, ...], where: str) -> None:
+        """set_input_shape, only when the shape changed."""
+        if self.shapes.get(name) == shape:
+            return
+        mark = error_mark()
+        if not self.ctx.set_input_shape(name, shape):
+            raise RunError(f"{where}: TensorRT refused shape {list(shape)} for input {name!r} in optimization "
+                           f"profile {self.profile}{logged(mark)}")
+        self.shapes[name] = shape
+        self.drop_graph()
+
+    def use_allocator(self, name: str, where: str) -> None:
+        """Hand output `name` to the output allocator (once)."""
+        if name in self.allocated:
+            return
+        if self.allocator is None:
+            self.allocator = make_output_allocator(self.api, self.cudart)
+        mark = error_mark()
+        if not self.ctx.set_output_allocator(name, self.allocator):
+            raise RunError(f"{where}: TensorRT refused an output allocator for output {name!r}{logged(mark)}")
+        self.allocated.add(name)
 
     def drop_graph(self) -> None:
         if self.graph_exec is not None:
@@ -88,11 +142,21 @@ class _Context:
         for buf in self.buffers.values():
             buf.free()
         self.buffers.clear()
+        if self.allocator is not None:
+            self.allocator.free()
         if self.timer is not None:
             self.timer.destroy()
         self.stream.destroy()
+        self.host.clear()
+        self.staged.clear()
         self.ctx = None
         self.runtime_cache = None
+
+
+def logged(mark: int) -> str:
+    """': <the errors TensorRT logged since mark>' or a pointer to the session log."""
+    errs = errors_since(mark)[-3:]
+    return f": {'; '.join(errs)}" if errs else " (TensorRT logged no error; see the session log)"
 
 
 class TensorRTEngine(Engine):
@@ -117,11 +181,12 @@ class TensorRTEngine(Engine):
         self.mode, self.cuda_graph = "enqueue", False
         self.mode, self.cuda_graph = self._launch(self.config.option("mode", "enqueue"),
                                                   bool(self.config.option("cuda_graph", False)))
-        io = metadata.get("io", {"inputs": [], "outputs": []})
+        # what the metadata says until the plan is deserialised; then what the engine says (refusing a mismatch)
+        io = metadata.get("io") or {}
         self._inputs = [TensorInfo(t["name"], tuple(d if d >= 0 else None for d in t["shape"]), t["dtype"])
-                        for t in io["inputs"]]
+                        for t in io.get("inputs", [])]
         self._outputs = [TensorInfo(t["name"], tuple(d if d >= 0 else None for d in t["shape"]), t["dtype"])
-                         for t in io["outputs"]]
+                         for t in io.get("outputs", [])]
         if not self.input_shapes and metadata.get("profile"):
             self.input_shapes = {k: tuple(v[1]) for k, v in metadata["profile"].items()}
         elif not self.input_shapes:
@@ -129,6 +194,8 @@ class TensorRTEngine(Engine):
                                  if t.shape is not None and all(d is not None for d in t.shape)}
         self._trt_runtime: Any = None
         self._trt_engine: Any = None
+        self._io: list[IOTensor] = []  # read from the deserialised engine, in its order
+        self._profiles: list[dict[str, Any]] = [{}]
         self._cudart: Any = None
         self._local = threading.local()
         self._contexts: list[_Context] = []
@@ -186,15 +253,16 @@ class TensorRTEngine(Engine):
         return len(self.plan)
 
     def random_feeds(self, seed: int = 0) -> dict[str, np.ndarray]:
-        """Seeded random inputs of the profile's opt shapes."""
+        """Seeded random inputs of the profile's opt shapes (float32 for bfloat16/float8 inputs, as feeds take)."""
         if self.model is not None:
             return super().random_feeds(seed)
         rng = np.random.default_rng(seed)
         out = {}
         for t in self._inputs:
             shape = self.input_shapes[t.name]
-            out[t.name] = (rng.standard_normal(shape).astype(t.dtype) if t.dtype.startswith("float")
-                           else rng.integers(0, 4, shape).astype(numpy_dtype(t.dtype)))
+            dtype = feed_dtype(t.dtype) or numpy_dtype(t.dtype)
+            out[t.name] = (rng.standard_normal(shape).astype(dtype) if dtype.kind == "f"
+                           else rng.integers(0, 4, shape).astype(dtype))
         return out
 
     def workspace_files(self) -> dict[str, bytes]:
@@ -222,111 +290,191 @@ class TensorRTEngine(Engine):
                             f"{dev.compute_capability.replace('.', '')}.runtime-cache")
                     with capture_log(self.reporter) as sink:
                         self._trt_runtime = self.api.module.Runtime(shared_logger(self.api))
-                        engine = self._trt_runtime.deserialize_cuda_engine(self.plan)
+                        try:
+                            engine = self._trt_runtime.deserialize_cuda_engine(self.plan)
+                        except Exception as exc:  # the bindings raise on bytes they cannot take at all
+                            sink.write("error", f"{type(exc).__name__}: {exc}")
+                            engine = None
                     if engine is None:
                         errs = "; ".join(sink.errors()[-3:]) or "no error was logged"
                         raise PlanError(f"TensorRT could not deserialize the plan of {self.name}: {errs}. Rebuild "
                                         f"the engine with this library and GPU")
+                    io = read_io(engine, f"plan of {self.name}")
+                    check_metadata(io, self.metadata.get("io"), f"plan of {self.name}")
+                    self._io = io
+                    self._profiles = read_profiles(engine, io)
+                    info = [TensorInfo(t.name, tuple(d if d >= 0 else None for d in t.shape), t.dtype) for t in io]
+                    self._inputs = [i for i, t in zip(info, io) if t.is_input]
+                    self._outputs = [i for i, t in zip(info, io) if not t.is_input]
                     self._trt_engine = engine
         return self._trt_engine
 
-    def _context(self) -> _Context:
-        ctx = getattr(self._local, "ctx", None)
+    def _context(self, profile: int = 0) -> _Context:
+        """This thread's context for optimization `profile` (TensorRT FAQ 2: contexts are not shared between
+        threads; each profile has its own, selected once when it is made)."""
+        ctxs = getattr(self._local, "ctxs", None)
+        if ctxs is None:
+            ctxs = self._local.ctxs = {}
+        ctx = ctxs.get(profile)
         if ctx is None:
-            # TensorRT FAQ 2: contexts are not shared between threads; each thread gets its own
             engine = self._engine()
             blob = None
             if self.runtime_cache_path is not None and self.runtime_cache_path.exists():
                 blob = self.runtime_cache_path.read_bytes()
-            ctx = _Context(self.api, engine, self._cudart, blob)
-            self._local.ctx = ctx
+            ctx = _Context(self.api, engine, self._cudart, profile, blob)
             with self._init_lock:
                 self._contexts.append(ctx)
+            if len(self._profiles) > 1:
+                mark = error_mark()
+                if not ctx.ctx.set_optimization_profile_async(profile, int(ctx.stream)):
+                    raise RunError(f"{self.name}: TensorRT refused optimization profile {profile} for a new "
+                                   f"execution context{logged(mark)}")
+                ctx.stream.synchronize()
+            ctxs[profile] = ctx
+        self._local.current = ctx
         return ctx
 
-    def profile_range(self, name: str) -> tuple[tuple[int, ...], ...]:
-        """(min, opt, max) shapes of a dynamic input in optimization profile 0."""
-        return tuple(tuple(int(d) for d in s) for s in self._engine().get_tensor_profile_shape(name, 0))
+    def _context_for(self, feeds: Mapping[str, np.ndarray]) -> _Context:
+        """The context of the first optimization profile whose ranges hold the feeds' shapes."""
+        self._engine()
+        shapes = {t.name: tuple(feeds[t.name].shape) for t in self._io if t.is_input and t.name in feeds}
+        return self._context(select_profile(self._profiles, shapes, self.name))
+
+    def profiles(self) -> list[dict[str, tuple[tuple[int, ...], ...]]]:
+        """Per optimization profile, the (min, opt, max) shapes of each dynamic input, read from the engine."""
+        self._engine()
+        return [dict(p) for p in self._profiles]
 
     # ---- running ---------------------------------------------------------------------------
     def _prepare(self, c: _Context, feeds: Mapping[str, np.ndarray], stream: bool) -> None:
-        for t in self._inputs:
-            arr = feeds[t.name]
-            if t.shape is None or any(d is None for d in t.shape):
-                lo, _, hi = self.profile_range(t.name)
-                if any(a < l or a > h for a, l, h in zip(arr.shape, lo, hi)):
-                    raise InputError(f"{self.name}: input {t.name!r} has shape {list(arr.shape)}, outside the "
-                                     f"engine's optimization profile {list(lo)}..{list(hi)}; rebuild with a wider "
-                                     f"batch=(min, opt, max) or shapes=")
-                if c.shapes.get(t.name) != arr.shape:
-                    if not c.ctx.set_input_shape(t.name, tuple(arr.shape)):
-                        raise InputError(f"{self.name}: TensorRT refused shape {list(arr.shape)} for {t.name!r}")
-                    c.shapes[t.name] = arr.shape
-                    c.drop_graph()
+        """Shapes, addresses and input copies for one run; TensorRT is told only what changed."""
+        handle = c.stream.handle if stream else None
+        for t in self._io:
+            if not t.is_input:
+                continue
+            arr = to_engine(feeds[t.name], t, self.name)
+            if t.host:
+                host = c.host_array(t.name, arr.shape, t.numpy)
+                np.copyto(host, arr)
+                if t.dynamic:
+                    c.set_shape(t.name, tuple(arr.shape), self.name)
+                c.set_address(t.name, host.ctypes.data, self.name)
+                continue
+            if t.dynamic:
+                c.set_shape(t.name, tuple(arr.shape), self.name)
             buf = c.buffer(t.name, arr.nbytes)
-            c.ctx.set_tensor_address(t.name, buf.ptr)
-            buf.upload(arr, c.stream.handle if stream else None)
-        for t in self._outputs:
-            shape = tuple(c.ctx.get_tensor_shape(t.name))
-            nbytes = int(np.prod(shape, dtype=np.int64)) * numpy_dtype(t.dtype).itemsize
-            c.ctx.set_tensor_address(t.name, c.buffer(t.name, nbytes).ptr)
+            c.set_address(t.name, buf.ptr, self.name)
+            buf.upload(arr, handle)
+            if stream:
+                c.staged.append(arr)
+        for t in self._io:
+            if t.is_input:
+                continue
+            shape = tuple(int(d) for d in c.ctx.get_tensor_shape(t.name))
+            if any(d < 0 for d in shape):
+                c.use_allocator(t.name, self.name)
+            elif t.host:
+                c.set_address(t.name, c.host_array(t.name, shape, t.numpy).ctypes.data, self.name)
+            else:
+                nbytes = int(np.prod(shape, dtype=np.int64)) * t.numpy.itemsize
+                c.set_address(t.name, c.buffer(t.name, nbytes).ptr, self.name)
+
+    def _check_launch(self, c: _Context, mode: str, cuda_graph: bool) -> None:
+        if c.allocated and (mode == "execute" or cuda_graph):
+            names = sorted(c.allocated)
+            raise ConfigError(f"{self.name}: output(s) {names} have a data-dependent shape, which TensorRT sizes "
+                              f"through an output allocator during execute_async_v3 only and which a CUDA graph "
+                              f"cannot replay: run with mode='enqueue', cuda_graph=False")
 
     def _bindings(self, c: _Context) -> list[int]:
-        eng = self._engine()
-        names = [eng.get_tensor_name(i) for i in range(eng.num_io_tensors)]
-        return [c.buffers[n].ptr for n in names]
+        return [c.addresses[t.name] for t in self._io]
 
-    def _execute(self, c: _Context, mode: str, cuda_graph: bool) -> None:
+    def _execute(self, c: _Context, mode: str, cuda_graph: bool, feeds: Mapping[str, np.ndarray]) -> None:
         """One inference on prepared buffers: execute (synchronous) or enqueue on the stream (FAQ 8)."""
-        if mode == "execute":
-            if not c.ctx.execute_v2(self._bindings(c)):
-                raise PlanError(f"{self.name}: execute_v2 failed (see the session log)")
-            return
-        if cuda_graph:
-            self._launch_graph(c)
-        elif not c.ctx.execute_async_v3(int(c.stream)):
-            raise PlanError(f"{self.name}: execute_async_v3 failed (see the session log)")
+        mark = error_mark()
+        call = "execute_v2" if mode == "execute" else "execute_async_v3"
+        try:
+            if mode == "execute":
+                ok = c.ctx.execute_v2(self._bindings(c))
+            elif cuda_graph:
+                self._launch_graph(c, feeds)
+                return
+            else:
+                ok = c.ctx.execute_async_v3(int(c.stream))
+        except TrtlabError:
+            raise
+        except Exception as exc:  # the bindings raise on arguments they cannot convert
+            raise RunError(f"{self.name}: {call} raised {type(exc).__name__}: {exc} (inputs "
+                           f"{summarize_feeds(feeds)})") from None
+        if not ok:
+            raise self._run_error(c, call, mark, feeds)
 
-    def _launch_graph(self, c: _Context) -> None:
+    def _run_error(self, c: _Context, call: str, mark: int, feeds: Mapping[str, np.ndarray]) -> RunError:
+        why = c.allocator.failure if c.allocator is not None and c.allocator.failure else ""
+        return RunError(f"{self.name}: {call} failed in optimization profile {c.profile}{logged(mark)}"
+                        + (f"; {why}" if why else "") + f" (inputs {summarize_feeds(feeds)})")
+
+    def _launch_graph(self, c: _Context, feeds: Mapping[str, np.ndarray]) -> None:
         cudart = c.cudart
         key = tuple(sorted(c.shapes.items()))
         if c.graph_exec is None or c.graph_key != key:
             c.drop_graph()
             # one plain enqueue first so TensorRT finishes shape-dependent setup outside the capture
+            mark = error_mark()
             if not c.ctx.execute_async_v3(int(c.stream)):
-                raise PlanError(f"{self.name}: execute_async_v3 failed before CUDA graph capture")
+                raise self._run_error(c, "execute_async_v3 (before CUDA graph capture)", mark, feeds)
             c.stream.synchronize()
             mode = cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
             check(cudart.cudaStreamBeginCapture(c.stream.handle, mode), "cudaStreamBeginCapture", cudart)
             ok = c.ctx.execute_async_v3(int(c.stream))
             c.graph = check(cudart.cudaStreamEndCapture(c.stream.handle), "cudaStreamEndCapture", cudart)
             if not ok:
-                raise PlanError(f"{self.name}: this engine cannot be captured in a CUDA graph; use cuda_graph=False")
+                raise RunError(f"{self.name}: this engine cannot be captured in a CUDA graph{logged(mark)}; use "
+                               f"cuda_graph=False")
             c.graph_exec = check(cudart.cudaGraphInstantiate(c.graph, 0), "cudaGraphInstantiate", cudart)
             c.graph_key = key
         check(cudart.cudaGraphLaunch(c.graph_exec, c.stream.handle), "cudaGraphLaunch", cudart)
 
+    def _output(self, c: _Context, t: IOTensor) -> tuple[tuple[int, ...], DeviceBuffer | None]:
+        """(shape, device buffer) of an output after the run: the allocator's for data-dependent ones."""
+        if t.name in c.allocated:
+            shape = c.allocator.shapes.get(t.name)
+            if shape is None or t.name not in c.allocator.buffers:
+                raise RunError(f"{self.name}: TensorRT did not report the shape of data-dependent output "
+                               f"{t.name!r} (IOutputAllocator.notify_shape was not called)")
+            return shape, c.allocator.buffers[t.name]
+        return tuple(int(d) for d in c.ctx.get_tensor_shape(t.name)), None if t.host else c.buffers[t.name]
+
     def run(self, feeds: Mapping[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
-        """One inference: copy in, execute or enqueue, copy out. Thread-safe (a context per thread)."""
+        """One inference: copy in, execute or enqueue, copy out, synchronise, return. Thread-safe (a context per
+        thread and optimization profile)."""
+        self._engine()
         feeds = self.check_feeds(feeds)
-        c = self._context()
-        stream = self.mode == "enqueue"
-        self._prepare(c, feeds, stream)
-        self._execute(c, self.mode, self.cuda_graph)
         wanted = outputs or [t.name for t in self._outputs]
         unknown = sorted(set(wanted) - {t.name for t in self._outputs})
         if unknown:
             raise InputError(f"{self.name}: outputs {unknown} are not engine outputs; it has "
                              f"{[t.name for t in self._outputs]}")
-        result = {}
-        for t in self._outputs:
-            if t.name not in wanted:
+        c = self._context_for(feeds)
+        stream = self.mode == "enqueue"
+        self._prepare(c, feeds, stream)
+        self._check_launch(c, self.mode, self.cuda_graph)
+        self._execute(c, self.mode, self.cuda_graph, feeds)
+        result, host = {}, []
+        for t in self._io:
+            if t.is_input or t.name not in wanted:
                 continue
-            arr = np.empty(tuple(c.ctx.get_tensor_shape(t.name)), dtype=numpy_dtype(t.dtype))
-            c.buffers[t.name].download(arr, c.stream.handle if stream else None)
-            result[t.name] = arr
+            shape, buf = self._output(c, t)
+            arr = result[t.name] = np.empty(shape, dtype=t.numpy)
+            if buf is None:
+                host.append(t.name)
+            else:
+                buf.download(arr, c.stream.handle if stream else None)
         if stream:
-            c.stream.synchronize()
+            c.stream.synchronize()  # the copies above complete here: nothing is read before
+        c.staged.clear()
+        for name in host:
+            np.copyto(result[name], c.host[name])
         return result
 
     @property
@@ -342,31 +490,42 @@ class TensorRTEngine(Engine):
         mode=/cuda_graph= launch this runner's inferences that way (default: the engine's build options);
         the engine itself is not changed, so runners of different modes can run at once in other threads."""
         mode, graph = self._launch(mode, cuda_graph)
+        self._engine()
         feeds = self.check_feeds(feeds)
-        c = self._context()
+        c = self._context_for(feeds)
         self._prepare(c, feeds, stream=False)
+        self._check_launch(c, mode, graph)
         handle = c.stream.handle if mode == "enqueue" else None
-        ins = [(c.buffers[t.name], feeds[t.name]) for t in self._inputs] if transfers else []
-        outs = [(c.buffers[t.name], np.empty(tuple(c.ctx.get_tensor_shape(t.name)), numpy_dtype(t.dtype)))
-                for t in self._outputs] if transfers else []
+        # transfers: the same bytes run() copies (bf16/fp8 already converted); data-dependent outputs are copied
+        # from the allocator's buffer at the size of each run
+        ins = [(c.buffers[t.name], to_engine(feeds[t.name], t, self.name)) for t in self._io
+               if t.is_input and not t.host] if transfers else []
+        outs = [(c.buffers[t.name], np.empty(tuple(int(d) for d in c.ctx.get_tensor_shape(t.name)), t.numpy))
+                for t in self._io if not t.is_input and not t.host and t.name not in c.allocated] if transfers else []
+        dynamic = [t for t in self._io if t.name in c.allocated] if transfers else []
         wait = c.stream.spin if spin_wait else c.stream.synchronize
 
         def once() -> None:
             for buf, arr in ins:
                 buf.upload(arr, handle)
-            self._execute(c, mode, graph)
+            self._execute(c, mode, graph, feeds)
             for buf, arr in outs:
                 buf.download(arr, handle)
+            landing = []
+            for t in dynamic:
+                shape, buf = self._output(c, t)
+                landing.append(np.empty(shape, t.numpy))
+                buf.download(landing[-1], handle)
             if mode == "enqueue":
                 wait()
         return once
 
     def device_timer(self, mode: str | None = None) -> Any:
-        """CUDA-event timer on this thread's stream for runs launched with `mode` (enqueue only; execute uses
-        TensorRT's own stream)."""
+        """CUDA-event timer on the stream of this thread's last runner (or run) for runs launched with `mode`
+        (enqueue only; execute uses TensorRT's own stream)."""
         if self._launch(mode)[0] != "enqueue":
             return None
-        c = self._context()
+        c = getattr(self._local, "current", None) or self._context()
         if c.timer is None:
             c.timer = EventTimer(c.cudart, c.stream)
         return c.timer
@@ -375,17 +534,18 @@ class TensorRTEngine(Engine):
                        reporter: "Reporter | None" = None) -> "LayerProfile":
         """IProfiler per-layer times over `runs` synchronous executions (same table as ONNX Runtime)."""
         from ...tables import make_profile
+        self._engine()
         feeds = self.check_feeds(feeds)
-        c = self._context()
+        c = self._context_for(feeds)
         self._prepare(c, feeds, stream=False)
+        self._check_launch(c, "execute", False)
         for _ in range(warmup):
-            c.ctx.execute_v2(self._bindings(c))
+            self._execute(c, "execute", False, feeds)
         profiler = make_profiler(self.api)
         c.ctx.profiler = profiler
         try:
             for i in range(runs):
-                if not c.ctx.execute_v2(self._bindings(c)):
-                    raise PlanError(f"{self.name}: execute_v2 failed while profiling")
+                self._execute(c, "execute", False, feeds)
                 if reporter:
                     reporter.update(i + 1, runs, "profiling layers")
         finally:
