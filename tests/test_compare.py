@@ -62,6 +62,150 @@ def test_metrics_equal_numpy_on_full_tensors(tmp_path):
     assert len(saved) == 1 and Path(saved["path"][0]).with_suffix(".csv").exists()
 
 
+STAT_COLUMNS = ["max_abs_err", "mean_abs_err", "max_rel_err", "mean_rel_err", "elements_over_10pct", "total_elements",
+                "ratio", "cosine", "snr_db", "rel_rms_err", "ref_nan", "ref_inf", "cand_nan", "cand_inf",
+                "cand_overflow_inf", "finite_elements", "ref_max_abs", "overflow", "underflow", "subnormal"]
+
+
+def _float64_stats(ref: np.ndarray, cand: np.ndarray, integer: bool = False) -> dict:
+    """Every statistic of a comparison row from whole arrays, as the compare module defines them: elementwise
+    errors in float32 (the precision both are compared in), squares, products and sums in float64."""
+    r32, c32 = ref.astype(np.float32).ravel(), cand.astype(np.float32).ravel()
+    rfin, cfin = np.isfinite(r32), np.isfinite(c32)
+    fin = rfin & cfin
+    ra = np.abs(r32[rfin]).astype(np.float64)
+    r, c = r32[fin], c32[fin]
+    d = np.abs(r - c)
+    nz = r != 0
+    rel = d[nz] / np.abs(r[nz])
+    d64, r64, c64 = d.astype(np.float64), r.astype(np.float64), c.astype(np.float64)
+    ref2, cand2, err2 = float(np.sum(r64 * r64)), float(np.sum(c64 * c64)), float(np.sum(d64 * d64))
+    over = np.count_nonzero(rfin & ~cfin) + np.count_nonzero(rel > 0.1) + np.count_nonzero(~nz & (d > 0))
+    ranged = not integer
+    return {"max_abs_err": float(d64.max()), "mean_abs_err": float(d64.mean()),
+            "max_rel_err": float(rel.max()) if rel.size else 0.0,
+            "mean_rel_err": float(rel.astype(np.float64).mean()) if rel.size else 0.0,
+            "elements_over_10pct": over, "total_elements": r32.size, "ratio": over / r32.size,
+            # the row's conventions where a quantity is undefined: no reference energy, or no error
+            "cosine": (float(np.sum(r64 * c64)) / math.sqrt(ref2 * cand2) if ref2 * cand2 > 0
+                       else (1.0 if err2 == 0 else 0.0)),
+            "snr_db": 10 * math.log10(ref2 / err2) if err2 > 0 and ref2 > 0 else None,
+            "rel_rms_err": math.sqrt(err2 / ref2) if ref2 > 0 else (0.0 if err2 == 0 else None),
+            "ref_nan": np.count_nonzero(np.isnan(r32)), "ref_inf": np.count_nonzero(np.isinf(r32)),
+            "cand_nan": np.count_nonzero(np.isnan(c32)), "cand_inf": np.count_nonzero(np.isinf(c32)),
+            "cand_overflow_inf": np.count_nonzero(rfin & np.isinf(c32)), "finite_elements": r.size,
+            "ref_max_abs": float(ra.max()),
+            "overflow": np.count_nonzero(ra > 65504) if ranged else 0,
+            "underflow": np.count_nonzero((ra > 0) & (ra < 2.0**-24)) if ranged else 0,
+            "subnormal": np.count_nonzero((ra >= 2.0**-24) & (ra < 2.0**-14)) if ranged else 0}
+
+
+def _assert_row(row, want: dict, where: str) -> None:
+    for col in STAT_COLUMNS:
+        got, exp = row[col], want[col]
+        if exp is None:
+            assert got is None or got != got, (where, col, got)
+        elif isinstance(exp, (int, np.integer)):
+            assert got == exp, (where, col, got, exp)
+        else:  # float64 sums taken in another order: equal to rounding
+            assert got == pytest.approx(exp, rel=1e-9, abs=1e-300), (where, col, got, exp)
+
+
+def _stats_model(n: int) -> onnx.ModelProto:
+    """Tensors of n elements with what compare must count: fp16 overflow to inf (x * 3e4 where |x| > 2.18),
+    exact zeros (Relu), fp16 underflow and subnormals (x * 1e-6), NaN in both (Sqrt of negatives), -inf in
+    the reference (Log of zeros), and an integer tensor (Shape)."""
+    k = {"big": 3e4, "tiny": 1e-6, "shrink": 1e-4}
+    nodes = [helper.make_node("Mul", ["x", "k_big"], ["big"], name="grow"),
+             helper.make_node("Relu", ["x"], ["relu"], name="relu"),
+             helper.make_node("Mul", ["x", "k_tiny"], ["tiny"], name="tiny"),
+             helper.make_node("Sqrt", ["x"], ["sqrt"], name="sqrt"),
+             helper.make_node("Log", ["relu"], ["log"], name="log"),
+             helper.make_node("Mul", ["big", "k_shrink"], ["small"], name="shrink"),
+             helper.make_node("Add", ["small", "relu"], ["sum"], name="add"),
+             helper.make_node("Shape", ["x"], ["shape"], name="shape"),
+             helper.make_node("Add", ["sum", "tiny"], ["y"], name="out")]
+    g = helper.make_graph(nodes, "stats", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n]),
+                           helper.make_tensor_value_info("shape", TensorProto.INT64, [2])],
+                          [numpy_helper.from_array(np.array(v, np.float32), f"k_{name}") for name, v in k.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+def test_statistics_equal_float64_numpy_on_plain_onnxruntime_outputs(tmp_path):
+    """compare()'s every per-tensor statistic against float64 numpy over whole tensors of two batches, run by plain
+    ONNX Runtime sessions with every tensor marked; tensors of 2.3 statistics steps, non-finite values in some
+    steps only."""
+    import onnxruntime as ort
+    from trtlab.analysis.compare import CHUNK
+    n = int(CHUNK * 2.3)
+    s = trtlab.Session(_stats_model(n), workspace=tmp_path)
+    rng = np.random.default_rng(3)
+    data = []
+    for scale in (1.0, 1.5):
+        x = rng.standard_normal((1, n)).astype(np.float32) * np.float32(scale)
+        x[0, :CHUNK + 10] = np.clip(x[0, :CHUNK + 10], 0.05, 2.0)  # the first step finite in both engines
+        x[0, 7] = 0.0  # but one exact zero (the Log's -inf)
+        data.append({"x": x})
+    c = s.compare("fp32", "fp16", outputs="all", data=data, max_segment_bytes="1GiB")
+    frame = c.to_frame().set_index("tensor")
+    names = s.model.activation_names()
+    runs = {}
+    for precision in ("fp32", "fp16"):
+        proto = onnx.ModelProto()
+        proto.CopyFrom(s._engine_cache.make_variant(s.make_config(precision)).model)
+        del proto.graph.output[:]
+        proto.graph.output.extend(helper.make_empty_tensor_value_info(t) for t in names)
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        sess = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        runs[precision] = [dict(zip(names, sess.run(names, d))) for d in data]
+    for name in names:
+        ref = np.concatenate([o[name].ravel() for o in runs["fp32"]])
+        cand = np.concatenate([o[name].ravel() for o in runs["fp16"]])
+        _assert_row(frame.loc[name], _float64_stats(ref, cand, integer=ref.dtype.kind in "iub"), name)
+    assert frame.loc["big", "cand_overflow_inf"] > 0 and frame.loc["relu", "elements_over_10pct"] >= 0
+    assert frame.loc["sqrt", "ref_nan"] > 0 and frame.loc["log", "ref_inf"] > 0
+    assert frame.loc["tiny", "underflow"] > 0 and frame.loc["tiny", "subnormal"] > 0
+    assert frame.loc["shape", "kind"] == "integer"
+
+
+def test_statistics_steps_share_buffers_without_leaking_between_tensors():
+    """One Scratch reused across tensors of different dtypes and sizes (as compare_streaming does) gives each
+    tensor's statistics as float64 numpy does over the whole tensor."""
+    from trtlab.analysis.compare import CHUNK, Scratch
+    rng = np.random.default_rng(0)
+    n = CHUNK * 2 + 123
+    relu = np.maximum(rng.standard_normal(n), 0).astype(np.float32)
+    a = rng.standard_normal(n).astype(np.float32)
+    b = (a * (1 + 1e-3 * rng.standard_normal(n))).astype(np.float32)
+    b[CHUNK * 2 + 5], b[CHUNK * 2 + 6], a[CHUNK * 2 + 7] = np.inf, np.nan, -np.inf  # in the last step only
+    small = rng.standard_normal(50).astype(np.float32) * np.float32(1e-5)
+    cases = {"relu_fp16": (relu, relu.astype(np.float16)), "nonfinite_late": (a, b),
+             "small_fp16": (small, small.astype(np.float16)), "int": (rng.integers(-3, 3, n), rng.integers(-3, 3, n)),
+             "exact": (relu, relu.copy()), "ref_zero_cand_not": (np.zeros(10, np.float32), np.full(10, 1e-3, np.float32))}
+    scratch = Scratch()
+    for name, (ref, cand) in cases.items():
+        st = TensorStats(name, kind="integer" if ref.dtype.kind == "i" else "activation")
+        half = ref.size // 2
+        st.update(ref[:half], cand[:half], scratch)
+        st.update(ref[half:], cand[half:], scratch)
+        _assert_row(st.row(), _float64_stats(ref, cand, integer=ref.dtype.kind in "iub"), name)
+
+
+def test_half_to_float_equals_numpy_on_every_float16():
+    """compare converts float16 candidates by bit arithmetic (numpy converts one element at a time): every one of
+    the 65536 float16 bit patterns gives numpy's float32 bits, NaN payloads included."""
+    from trtlab.analysis.compare import Scratch, half_to_float
+    every = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    with np.errstate(all="ignore"):
+        ours = half_to_float(every, np.empty(every.size, np.float32))
+    np.testing.assert_array_equal(ours.view(np.uint32), every.astype(np.float32).view(np.uint32))
+    assert Scratch(8).halves_by_bits
+
+
 def test_segmented_path_equals_one_segment_for_exact_candidates(tmp_path):
     s = trtlab.Session(conv_model(), workspace=tmp_path)
     data = 2
