@@ -120,7 +120,7 @@ for feeds in batches:
         a["dot"] += np.multiply(r, c, dtype=f64).sum()
         nz = r != 0
         rel = d[nz] / np.abs(r[nz])
-        a["over10"] += (rel > 0.1).sum() + ((~nz) & (d > 0)).sum()
+        a["over10"] += (rel >= np.float32(0.1)).sum() + ((~nz) & (d > 0)).sum()  # = rel > 0.1 in float64
         a["n_rel"] += rel.size
         if rel.size:
             a["sum_rel"] += rel.sum(dtype=f64); a["max_rel"] = max(a["max_rel"], rel.max())

@@ -80,7 +80,8 @@ def _float64_stats(ref: np.ndarray, cand: np.ndarray, integer: bool = False) -> 
     rel = d[nz] / np.abs(r[nz])
     d64, r64, c64 = d.astype(np.float64), r.astype(np.float64), c.astype(np.float64)
     ref2, cand2, err2 = float(np.sum(r64 * r64)), float(np.sum(c64 * c64)), float(np.sum(d64 * d64))
-    over = np.count_nonzero(rfin & ~cfin) + np.count_nonzero(rel > 0.1) + np.count_nonzero(~nz & (d > 0))
+    over = (np.count_nonzero(rfin & ~cfin) + np.count_nonzero(rel.astype(np.float64) > 0.1)
+            + np.count_nonzero(~nz & (d > 0)))
     ranged = not integer
     return {"max_abs_err": float(d64.max()), "mean_abs_err": float(d64.mean()),
             "max_rel_err": float(rel.max()) if rel.size else 0.0,
@@ -185,7 +186,9 @@ def test_statistics_steps_share_buffers_without_leaking_between_tensors():
     small = rng.standard_normal(50).astype(np.float32) * np.float32(1e-5)
     cases = {"relu_fp16": (relu, relu.astype(np.float16)), "nonfinite_late": (a, b),
              "small_fp16": (small, small.astype(np.float16)), "int": (rng.integers(-3, 3, n), rng.integers(-3, 3, n)),
-             "exact": (relu, relu.copy()), "ref_zero_cand_not": (np.zeros(10, np.float32), np.full(10, 1e-3, np.float32))}
+             "exact": (relu, relu.copy()), "ref_zero_cand_not": (np.zeros(10, np.float32), np.full(10, 1e-3, np.float32)),
+             # relative error float32(1 / 10), which is above 0.1: over 10%
+             "at_10pct": (np.full(10, 10, np.float32), np.full(10, 9, np.float32))}
     scratch = Scratch()
     for name, (ref, cand) in cases.items():
         st = TensorStats(name, kind="integer" if ref.dtype.kind == "i" else "activation")
