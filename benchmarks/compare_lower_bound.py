@@ -6,8 +6,10 @@ The floor: the least a user could write that gets the same table.
 
 Decisions that define the floor
 * Models: the FP32 model and the FP16 variant trtlab's compare builds (the same typed ONNX, made by
-  trtlab's transform with the session's config, saved to disk), each with every tensor trtlab compares
-  (`Model.activation_names()`) appended as a graph output.
+  trtlab's transform with the analysis config compare uses, saved to disk), each with every tensor trtlab
+  compares (`Model.activation_names()`) appended as a graph output; where that config has
+  fp16_mode="faithful" (ONNX Runtime's CPU provider), the FP16 model is the one such an engine runs (every
+  fp16 tensor stored in fp16 through a Cast pair, `trtlab.backends.ort_fp16.store_every_fp16`).
 * Engines: two plain `onnxruntime.InferenceSession`s on the CPU provider, default SessionOptions (arena on,
   default threads) except the graph optimisation level, taken from the config trtlab builds with, so both
   run the same kernels.
@@ -177,6 +179,7 @@ def prepare(tmp: Path, batch: int, n_batches: int, image: int) -> dict:
 
     import trtlab
     import trtlab.zoo as zoo
+    from trtlab.backends.ort_fp16 import store_every_fp16
     from trtlab.events import Reporter
     from trtlab.lab import lab_names, lab_variant
 
@@ -191,6 +194,10 @@ def prepare(tmp: Path, batch: int, n_batches: int, image: int) -> dict:
         m.CopyFrom(variant.model)
         have = {o.name for o in m.graph.output}
         m.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in names if n not in have)
+        if config.option("fp16_mode") == "faithful":  # as trtlab's engine runs it (marked first: outputs keep names)
+            m = store_every_fp16(m)[0]
+        if label == "fp16":
+            meta["fp16_mode"] = config.option("fp16_mode", "native")
         onnx.save(m, str(tmp / f"{label}_marked.onnx"))
         meta["reference_level" if label == "fp32" else "candidate_level"] = config.option("graph_optimization", "all")
     (tmp / "names.json").write_text(json.dumps(names))
@@ -249,7 +256,7 @@ def main() -> None:
     m_ratio = med["trtlab"]["peak"] / med["floor"]["peak"]
     print(f"\nresnet50 batch {args.batch} at {args.image}x{args.image}, {args.batches} batches, {info['tensors']} tensors, "
           f"fp16 vs fp32, {args.rounds} rounds alternating, medians ({psutil.cpu_count()} CPUs; graph optimisation "
-          f"reference {info['reference_level']}, candidate {info['candidate_level']})")
+          f"reference {info['reference_level']}, candidate {info['candidate_level']}; fp16_mode {info['fp16_mode']})")
     print(f"{'':8}{'time s':>10}{'peak RSS growth GiB':>22}")
     for k in ("floor", "trtlab"):
         print(f"{k:8}{med[k]['seconds']:10.2f}{med[k]['peak'] / 2**30:22.3f}")

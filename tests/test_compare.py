@@ -19,6 +19,7 @@ import trtlab
 import trtlab.zoo as zoo
 from trtlab.analysis.compare import ComparisonResult, TensorStats, stats_frame
 from trtlab.errors import CancelledError, ConfigError, InputError, PrecisionNotSupportedError
+from trtlab.events import Reporter
 
 from conftest import conv_model
 
@@ -154,11 +155,18 @@ def test_statistics_equal_float64_numpy_on_plain_onnxruntime_outputs(tmp_path):
     frame = c.to_frame().set_index("tensor")
     names = s.model.activation_names()
     runs = {}
+    from trtlab.backends.ort_fp16 import store_every_fp16
+    from trtlab.lab import lab_variant
     for precision in ("fp32", "fp16"):
+        # the model compare's engine runs: its analysis config's variant with every tensor marked, fp16 tensors
+        # stored in fp16 if faithful (marked first: a graph output keeps its name and type there)
+        config, variant = lab_variant(s, precision, Reporter("test"))
         proto = onnx.ModelProto()
-        proto.CopyFrom(s._engine_cache.make_variant(s.make_config(precision)).model)
+        proto.CopyFrom(variant.model)
         del proto.graph.output[:]
         proto.graph.output.extend(helper.make_empty_tensor_value_info(t) for t in names)
+        if config.option("fp16_mode") == "faithful":
+            proto = store_every_fp16(proto)[0]
         so = ort.SessionOptions()
         so.log_severity_level = 3
         sess = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
