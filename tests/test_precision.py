@@ -198,4 +198,6 @@ def test_session_calibrate_saves_cache_and_builds_int8(tiny_model, workspace):
         s.calibrate([{"image": np.zeros((1, 3, 16, 16), np.float32)}])
     with pytest.raises(CalibrationError, match="yielded nothing"):
         s.calibrate([])
-    assert len(list((s.workspace.path / "calibration").glob("*"))) == 1
+    # failed calibrations wrote nothing: the one cache and its provenance sidecar
+    assert sorted(p.name for p in (s.workspace.path / "calibration").glob("*")) == \
+        [caches[0].name, caches[0].name + ".trtlab.json"]

@@ -70,12 +70,22 @@ def calibrate(session: "Session", data: Any, method: str, tensors: Iterable[str]
         key = session._engine_cache.register_calibration(table)
         path = session.workspace.save_file(Path("calibration") / f"{key}.cache", table.to_text(), table,
                                            "calibration cache")
+        _save_provenance(session, table, Path("calibration") / f"{key}.cache")
         session.workspace.save_result("calibration", {"key": key, "method": method, "cache": str(path),
                                                       "header": table.header, "tensors": len(table)},
                                       table.to_frame(), result=table)
         rep.write("info", f"calibrated {len(table)} tensors ({method}); cache {path}", "calibration")
         return table
     return session._run("calibrate", work, background)
+
+
+def _save_provenance(session: "Session", table: Any, cache: Path) -> None:
+    """Record the model a calibration was made for beside its cache (the cache keeps TensorRT's format), so a
+    later validate() or build with it can tell when the model changed."""
+    from .precision.calibration.coverage import provenance, sidecar_path
+    from .workspace import dumps
+    table.provenance = provenance(session.model, table.header, table.version_source)
+    session.workspace.save_file(sidecar_path(cache), dumps(table.provenance), table, "calibration provenance")
 
 
 # ---- what the lab runs --------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 
 from ..config import PRECISION_OPTIONS, BuildConfig
-from ..errors import CalibrationError, ConfigError
+from ..errors import CalibrationCacheError, CalibrationError, ConfigError
 from ..model import Model
 from .variant import Variant
 
@@ -42,6 +42,30 @@ def mark_outputs(proto: onnx.ModelProto, model: Model, names: tuple[str, ...] | 
     return out, added
 
 
+def check_calibration(model: Model, proto: onnx.ModelProto, calibration: Any, pins: tuple[str, ...]) -> list[str]:
+    """Refuse a cache written for another graph (TensorRT FAQ 12's "Could not find scales for tensor"): tensors
+    the Q/DQ inserter needs are missing and the cache names tensors this model does not have. A table that is a
+    subset for this model (only missing, nothing foreign) and a model changed since the cache was saved (its
+    sidecar) give a warning and a note instead. Returns the notes."""
+    import warnings
+
+    from .calibration import CalibrationTable
+    from .calibration.coverage import coverage
+    written = calibration.provenance if isinstance(calibration, CalibrationTable) else None
+    check = coverage(calibration, proto, pins, written_for=written)
+    if check.missing and (check.extra or check.stale):
+        raise CalibrationCacheError(f"{model.name}: the calibration does not fit this model.\n{check.explain()}")
+    if check.missing:  # quantize() notes them too
+        warnings.warn(f"{model.name}: {len(check.missing)} of the {len(check.needed)} tensors quantized have no "
+                      f"scale in the calibration and stay float: {check.missing[:5]}"
+                      f"{' ...' if len(check.missing) > 5 else ''}", RuntimeWarning, stacklevel=4)
+    if not check.stale:
+        return []
+    note = f"the calibration was written for another version of the model: {check.changed}; calibrate again"
+    warnings.warn(f"{model.name}: {note}", RuntimeWarning, stacklevel=4)
+    return [note]
+
+
 def make_variant(model: Model, config: BuildConfig, calibration: Any = None) -> Variant:
     """The typed ONNX model for `config`: precision transform, FP32 pins and marked outputs applied.
 
@@ -66,10 +90,11 @@ def make_variant(model: Model, config: BuildConfig, calibration: Any = None) -> 
         if calibration is None:
             raise CalibrationError(f"precision {precision!r} needs a calibration: pass calibration= a "
                                    f"CalibrationTable, a TensorRT calibration cache file, or Session.calibrate(data)")
+        calibration_notes = check_calibration(model, proto, calibration, tuple(pins))
         q = quantize(proto, calibration, dtype="fp8" if precision == "fp8" else "int8",
                      per_channel=bool(config.option("per_channel", True)), skip_nodes=tuple(pins),
                      min_opset=19 if precision == "int8+fp16" else 0)
-        proto, notes = q.model, list(q.notes)
+        proto, notes = q.model, list(q.notes) + calibration_notes
     if precision in ("fp16", "bf16", "int8+fp16"):
         from .lowp import convert
         low = convert(proto, "bf16" if precision == "bf16" else "fp16", keep_io_types=keep_io, node_block_list=pins)

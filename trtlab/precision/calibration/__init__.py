@@ -10,3 +10,10 @@ from .driver import RunnerFactory, calibrate, onnxruntime_runner, synthetic_batc
 __all__ = ["ALGORITHMS", "FALLBACK_TENSORRT_VERSION", "KNOWN_ALGORITHMS", "QMAX", "CacheValidation", "CalibrationTable",
            "RunnerFactory", "calibrate", "default_tensorrt_version", "onnxruntime_runner", "quantizable_tensors",
            "synthetic_batches", "tensorrt_version_digits"]
+
+# a cache against a model (coverage, provenance sidecar) and two caches against each other (diff)
+from .cache import header_version  # noqa: E402
+from .coverage import coverage, read_sidecar  # noqa: E402
+from .diff import CacheDiff, diff_tables  # noqa: E402
+
+__all__ += ["CacheDiff", "coverage", "diff_tables", "header_version", "read_sidecar"]

@@ -20,7 +20,8 @@ import numpy as np
 import onnx
 
 from ...errors import CalibrationCacheError, ConfigError
-from ..graph import QMAX, all_tensor_names, as_proto, infer_types, quantizable_tensors
+from ..graph import QMAX
+from .coverage import CacheValidation, coverage, provenance, read_sidecar, sidecar_path
 
 # TensorRT's CalibrationAlgoType names as they appear in cache headers. TensorRT has no
 # "percentile" calibrator; its IInt8LegacyCalibrator picks each tensor's range from a
@@ -34,8 +35,13 @@ ALGORITHMS = {
 }
 KNOWN_ALGORITHMS = ("EntropyCalibration2", "EntropyCalibration", "MinMaxCalibration", "LegacyCalibration")
 
-# Used when no TensorRT is installed to take the version from (TensorRT 10.3.0).
+# trtlab's declared default header version, used when neither TensorRT nor TensorRT-RTX is installed (10.3.0).
 FALLBACK_TENSORRT_VERSION = "100300"
+# distributions whose version a header takes, in order: full TensorRT, then TensorRT-RTX (which writes no cache
+# itself: strongly typed only; a header then names the RTX version that trtlab ran with)
+_LIBRARIES = (("tensorrt", ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-cu11")),
+              ("tensorrt_rtx", ("tensorrt-rtx", "tensorrt_rtx_cu13_bindings", "tensorrt_rtx_cu12_bindings",
+                                "tensorrt-rtx-cu13-bindings", "tensorrt-rtx-cu12-bindings")))
 
 _HEADER = re.compile(r"TRT-(\d+)-([A-Za-z0-9]+)")
 _HEX8 = re.compile(r"[0-9a-fA-F]{8}")
@@ -54,14 +60,22 @@ def tensorrt_version_digits(version: str) -> str:
     return str(major * 1000 + minor * 100 + patch)
 
 
+def header_version() -> tuple[str, str]:
+    """(version digits, where they came from) for a new cache header: the installed TensorRT, else the installed
+    TensorRT-RTX (read from package metadata, nothing imported), else trtlab's default FALLBACK_TENSORRT_VERSION."""
+    for library, dists in _LIBRARIES:
+        for dist in dists:
+            try:
+                version = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                continue
+            return tensorrt_version_digits(version), f"{library} {version}"
+    return FALLBACK_TENSORRT_VERSION, "trtlab's default (TensorRT 10.3.0; no TensorRT installed)"
+
+
 def default_tensorrt_version() -> str:
-    """The installed TensorRT's version digits (without importing it), else FALLBACK_TENSORRT_VERSION."""
-    for dist in ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-cu11"):
-        try:
-            return tensorrt_version_digits(metadata.version(dist))
-        except metadata.PackageNotFoundError:
-            continue
-    return FALLBACK_TENSORRT_VERSION
+    """The version digits a new cache header gets (see header_version)."""
+    return header_version()[0]
 
 
 def _scale_hex(scale: float) -> str:
@@ -87,7 +101,9 @@ class CalibrationTable(Mapping[str, float]):
             raise ConfigError(f"calibration dtype {dtype!r} is not supported; use 'int8' or 'fp8'")
         self._amax = {str(k): float(v) for k, v in amax.items()}
         self.algorithm = algorithm
-        self.version = version if version is not None else default_tensorrt_version()
+        self.version, self.version_source = (version, "given") if version is not None else header_version()
+        # the model the cache was written for (coverage.provenance), from its sidecar or save(model=); else None
+        self.provenance: dict[str, Any] | None = None
         self.dtype = dtype
 
     @classmethod
@@ -148,10 +164,18 @@ class CalibrationTable(Mapping[str, float]):
         lines += [f"{name}: {_scale_hex(self.scale(name))}" for name in self._amax]
         return "\n".join(lines) + "\n"
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the cache to `path` atomically (no half-written file on failure)."""
-        from ...workspace import atomic_write
-        return atomic_write(Path(path), self.to_text())
+    def save(self, path: str | os.PathLike, model: Any = None) -> Path:
+        """Write the cache to `path` atomically (no half-written file on failure), in TensorRT's format only.
+
+        With `model` (the model it was calibrated on), or when the table knows it, also write its provenance
+        beside the cache (`<path>.trtlab.json`), so validate() can tell when the model changed since."""
+        from ...workspace import atomic_write, dumps
+        if model is not None:
+            self.provenance = provenance(model, self.header, self.version_source)
+        out = atomic_write(Path(path), self.to_text())
+        if self.provenance is not None:
+            atomic_write(sidecar_path(path), dumps(self.provenance))
+        return out
 
     @classmethod
     def from_text(cls, text: str, *, source: str = "<text>", dtype: str = "int8") -> CalibrationTable:
@@ -224,68 +248,13 @@ class CalibrationTable(Mapping[str, float]):
             raise CalibrationCacheError(
                 f"{path}, line {line}: not text (a binary file or another format); {_FIX}"
             ) from None
-        return cls.from_text(text, source=str(path), dtype=dtype)
+        table = cls.from_text(text, source=str(path), dtype=dtype)
+        table.version_source = f"the cache file {path.name}"
+        table.provenance = read_sidecar(path)
+        return table
 
-    def validate(self, model: onnx.ModelProto | str | os.PathLike) -> CacheValidation:
-        """Compare the cache with `model`: tensors it needs but lacks, entries it no longer has."""
-        model = as_proto(model)
-        inferred = infer_types(model)
-        needed = quantizable_tensors(inferred)
-        known = all_tensor_names(inferred)
-        missing = [name for name in needed if name not in self._amax]
-        extra = [name for name in self._amax if name not in known]
-        return CacheValidation(missing=missing, extra=extra, header=self.header)
-
-
-@dataclass(frozen=True)
-class CacheValidation:
-    """What a calibration cache lacks for a model (`missing`) and holds in excess (`extra`)."""
-
-    missing: list[str] = field(default_factory=list)
-    extra: list[str] = field(default_factory=list)
-    header: str = ""
-
-    @property
-    def ok(self) -> bool:
-        """True when every tensor the model's quantizable ops need has a scale."""
-        return not self.missing
-
-    def explain(self) -> str:
-        """What the differences mean for a TensorRT build, and what to do."""
-        if not self.missing and not self.extra:
-            return f"The cache ({self.header}) has a scale for every tensor the model quantizes."
-        parts = []
-        if self.missing:
-            first = self.missing[0]
-            parts.append(
-                f"{len(self.missing)} tensor(s) the model quantizes have no scale in the cache: "
-                f"{_short_list(self.missing)}. TensorRT would report \"Could not find scales for "
-                f"tensor {first}\": the cache came from another network, TensorRT version or "
-                "platform (TensorRT FAQ 3 and 12), so calibrate again (delete the cache so "
-                "TensorRT's calibrator runs, or trtlab's calibrate(model, data))."
-            )
-        if self.extra:
-            entries = "entry names a tensor" if len(self.extra) == 1 else "entries name tensors"
-            parts.append(
-                f"{len(self.extra)} cache {entries} "
-                f"this model does not have: {_short_list(self.extra)}. TensorRT ignores them, but "
-                "they show the cache was written for a different or since-edited network "
-                "(or names TensorRT-internal tensors such as '(Unnamed Layer* N)')."
-            )
-        if self.ok:
-            parts.append("Every tensor the model quantizes has a scale, so the cache is usable.")
-        return "\n".join(parts)
-
-    def __str__(self) -> str:
-        return self.explain()
-
-    def __repr__(self) -> str:
-        return f"CacheValidation(ok={self.ok}, missing={self.missing!r}, extra={self.extra!r})"
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        printer.text(self.explain())
-
-
-def _short_list(names: list[str], limit: int = 10) -> str:
-    shown = ", ".join(repr(n) for n in names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+    def validate(self, model: onnx.ModelProto | str | os.PathLike | Any,
+                 skip_nodes: tuple[str, ...] = ()) -> CacheValidation:
+        """Compare the cache with `model` (coverage.coverage): tensors the Q/DQ inserter needs but the cache
+        lacks, entries the model does not have, and whether the model changed since the cache was saved."""
+        return coverage(self, model, tuple(skip_nodes), written_for=self.provenance)
