@@ -138,7 +138,8 @@ def test_compare_find_fp32_and_evaluate_measure_one_candidate(tmp_path):
     assert found.baseline == pytest.approx(expected, rel=1e-3)
     assert float(evaluated["value"].iloc[0]) == pytest.approx(expected, rel=1e-3)
     # each says how it computed fp16
-    assert any("fp16_mode='faithful'" in n for n in comp.notes) and "faithful" in repr(found)
+    assert any("fp16_mode='faithful'" in n for n in comp.notes) and "faithful" in repr(comp)
+    assert "faithful" in repr(found)
     assert "fp16_mode='faithful'" in evaluated["computed_as"].iloc[0]
     # and the error is that of fp16 storage: of the order of the every-tensor-marked engine's, not below the
     # native engine's
