@@ -148,6 +148,11 @@ def test_compare_find_fp32_and_evaluate_measure_one_candidate(tmp_path):
     native = s.build("fp16", shapes=shapes)
     native_err = _rel(np.concatenate([native.run(f)[out] for f in feeds]), reference)
     assert compared > 0.5 * marked_err and compared > 1.4 * native_err
+    # asked for the native engine, the comparison says plainly it is not fp16
+    native_comp = s.compare("fp32", {"precision": "fp16", "fp16_mode": "native"}, outputs=[out], data=feeds,
+                            shapes=shapes)
+    assert float(native_comp.frame.set_index("tensor").loc[out, "rel_rms_err"]) == pytest.approx(native_err, rel=1e-3)
+    assert any("NOT computed in fp16" in n for n in native_comp.notes) and "NOT computed" in repr(native_comp)
 
 
 def _profiled_kernel_types(engine, feeds):
@@ -198,6 +203,9 @@ def test_sweep_says_cpu_fp16_timing_is_not_fp16_speed(tmp_path):
     assert f.loc["fp16", "named_precision_share"] < 0.1
     assert "NOT computed in fp16" in f.loc["fp16", "effective_precision"]
     assert "not fp16 speed" in sw.describe()
+    bench = s.benchmark(s.build("fp16", shapes={"x": (1, 3, 48, 192)}), iterations=3, warmup=1)
+    assert "this timing is not fp16 speed" in str(bench) and bench.to_dict()["precision_note"]
+    assert s.benchmark(s.build("fp32", shapes={"x": (1, 3, 48, 192)}), iterations=3, warmup=1).precision_note is None
 
 
 def test_layers_tab_and_report_show_effective_precision_with_a_legend(tmp_path):

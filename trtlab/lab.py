@@ -98,14 +98,20 @@ def analysis_config(session: "Session", config: "BuildConfig") -> "BuildConfig":
     return config.replace(options=extra) if extra else config
 
 
-def analysis_note(config: "BuildConfig") -> str | None:
-    """The sentence an analysis result carries about how its candidate computes fp16, or None."""
-    if config.option("fp16_mode") != "faithful":
-        return None
-    return (f"{config.precision} computed with fp16_mode='faithful': every fp16 tensor stored in fp16, fp32 "
-            f"arithmetic inside each node (as TensorRT's fp16 kernels accumulate in fp32); ONNX Runtime's CPU "
-            f"provider would otherwise run most fp16 nodes in fp32 between casts and show less error than an fp16 "
-            f"GPU engine (see Engine.effective_precision)")
+def analysis_note(session: "Session", config: "BuildConfig") -> str | None:
+    """The sentence an analysis result carries about how its candidate computes fp16, or None: faithful, or a
+    native engine the backend would have made faithful (its errors are below an fp16 GPU engine's)."""
+    if config.option("fp16_mode") == "faithful":
+        return (f"{config.precision} computed with fp16_mode='faithful': every fp16 tensor stored in fp16, fp32 "
+                f"arithmetic inside each node (as TensorRT's fp16 kernels accumulate in fp32); ONNX Runtime's CPU "
+                f"provider would otherwise run most fp16 nodes in fp32 between casts and show less error than an "
+                f"fp16 GPU engine (see Engine.effective_precision)")
+    if config.option("fp16_mode") == "native" and session._backend(config.backend).reference_options(
+            config.replace(options={"fp16_mode": None})):
+        return (f"{config.precision} computed with fp16_mode='native' on ONNX Runtime's CPU provider: most fp16 "
+                f"nodes run in fp32 between casts, so this candidate is NOT computed in fp16 and its errors are "
+                f"below an fp16 GPU engine's (drop fp16_mode for the faithful engine)")
+    return None
 
 
 def analysis_engine(session: "Session", spec: "EngineSpec", **defaults: Any) -> Engine:
@@ -147,7 +153,7 @@ def segment_runners(session: "Session", specs: list["EngineSpec"], names: list[s
     runners, notes = [], []
     for config, variant in variants:
         notes += variant.notes
-        note = analysis_note(config)
+        note = analysis_note(session, config)
         if note and note not in notes:
             notes.append(note)
         # no memory arena: an arena keeps each segment's peak allocated after its run, which would
@@ -340,7 +346,7 @@ def find_fp32_layers(session: "Session", candidate: str, tolerance: float, data:
         with generated_inputs_named(data, lambda: batches[0]):
             result = _find(score, ranking, tolerance, metric, max_steps,
                            progress=lambda i, n, text: rep.update(i, n, text), on_step=store.append, stored=stored)
-        note = analysis_note(cand)
+        note = analysis_note(session, cand)
         if note:
             result.notes.append(note)
         session.workspace.save_result("find_fp32_layers", result.to_dict(), result.steps, result=result)
@@ -373,8 +379,9 @@ def evaluate(session: "Session", data: Any, labels: Any, metric: Any, precisions
                                                  {**build_args, **p} if isinstance(p, Mapping) else p)
                    for p in precisions}
         frame = _evaluate(engines, data, labels, metric, output, rep)
-        frame["computed_as"] = [analysis_note(e.config) and "fp16 storage, fp32 arithmetic (fp16_mode='faithful')"
-                                or (e.measured_precision.summary if e.measured_precision is not None else "")
+        frame["computed_as"] = ["fp16 storage, fp32 arithmetic (fp16_mode='faithful')"
+                                if e.config.option("fp16_mode") == "faithful" else
+                                e.measured_precision.summary if e.measured_precision is not None else ""
                                 for e in engines.values()]
         for name, e in engines.items():
             if e.measured_precision is not None:

@@ -56,6 +56,8 @@ class BenchmarkResult:
     stopped: str | None = None  # why a duration run ended before its duration (MAX_ITERATIONS), else None
     launch: dict[str, Any] | None = None  # TensorRT engines: launch.Launch.to_dict(), the rules that applied
     profile: Any = None  # the LayerProfile of the separate profiling run (profile=True), else None
+    # when the engine does not mostly compute in its named precision (measured at build): what it computes in
+    precision_note: str | None = None
 
     @property
     def iterations(self) -> int:
@@ -109,7 +111,7 @@ class BenchmarkResult:
                 "warmup": self.warmup, "mode": self.mode, "utilization": self.utilization,
                 "latencies_ms": self.latencies_ms.tolist(), "starts_s": self.starts_s.tolist(),
                 "device_ms": None if self.device_ms is None else self.device_ms.tolist(), "stopped": self.stopped,
-                "launch": self.launch}
+                "launch": self.launch, "precision_note": self.precision_note}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "BenchmarkResult":
@@ -118,7 +120,7 @@ class BenchmarkResult:
         return cls(d["engine"], d["batch"], np.asarray(d["latencies_ms"]), np.asarray(d["starts_s"]), d["wall_s"],
                    d.get("warmup", 0), None if dev is None else np.asarray(dev), d.get("config", {}),
                    d.get("device", "CPU"), d.get("utilization"), None, d.get("mode", "sync"), d.get("stopped"),
-                   d.get("launch"))
+                   d.get("launch"), precision_note=d.get("precision_note"))
 
     def __str__(self) -> str:
         s = self.stats
@@ -141,6 +143,8 @@ class BenchmarkResult:
             out += Launch.from_dict(self.launch).lines()
         if self.stopped:
             out.append(f"[W] {self.stopped}")
+        if self.precision_note:
+            out.append(f"[W] {self.precision_note}")
         if self.utilization:
             u = self.utilization
             out.append(f"[I] {str(u.get('device', '')).upper()} utilization: mean {u.get('util_mean_pct', float('nan')):.1f} %, "
@@ -254,7 +258,17 @@ def run_benchmark(engine: "Engine", feeds: Mapping[str, np.ndarray] | None = Non
                            wall_s=wall, warmup=warmup, device_ms=None if dev is None else dev[:n],
                            config=engine.config.to_dict(), device=engine.device, utilization=util,
                            samples=samples, stopped=stopped, mode=launch or "sync",
-                           launch=None if settings is None else settings.to_dict(), profile=layer_profile)
+                           launch=None if settings is None else settings.to_dict(), profile=layer_profile,
+                           precision_note=precision_note(engine))
+
+
+def precision_note(engine: Any) -> str | None:
+    """'this timing is not fp16 speed: ...' for an engine whose layers mostly do not compute in its named
+    precision (as measured at build, e.g. fp16 on ONNX Runtime's CPU provider), else None."""
+    mix = engine.measured_precision
+    if mix is None or mix.faithful:
+        return None
+    return f"this timing is not {mix.named} speed: {mix.summary}"
 
 
 def _launch_settings(engine: "Engine", mode: str | None, cuda_graph: bool | None, transfers: bool | None,
@@ -428,4 +442,4 @@ def run_concurrent(engine: "Engine", feeds: Mapping[str, np.ndarray] | None = No
     return BenchmarkResult(engine=engine.name, batch=batch, latencies_ms=all_lat * 1e3, starts_s=all_st,
                            wall_s=t_last - t_first, warmup=warmup, config=engine.config.to_dict(),
                            device=engine.device, utilization=util, samples=samples,
-                           mode=f"concurrent x{concurrency}", stopped=stopped)
+                           mode=f"concurrent x{concurrency}", stopped=stopped, precision_note=precision_note(engine))

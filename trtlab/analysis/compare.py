@@ -388,7 +388,9 @@ class ComparisonResult:
         overflow = (f", {over} tensor(s) overflowed to inf in {p} ({s[f'elements_overflowed_to_inf_{p}']} "
                     f"elements)" if over else "")
         # how the candidate computed fp16 (the analysis engine: fp16_mode='faithful' on ONNX Runtime's CPU provider)
-        faithful = "; fp16 stored in fp16 (faithful)" if any("fp16_mode='faithful'" in n for n in self.notes) else ""
+        faithful = ("; fp16 stored in fp16 (faithful)" if any("fp16_mode='faithful'" in n for n in self.notes) else
+                    "; candidate NOT computed in its precision (see notes)" if any("NOT computed in" in n
+                                                                                 for n in self.notes) else "")
         return (f"<ComparisonResult {self.candidate} vs {self.reference}: {s['tensors']} tensors "
                 f"({s['activations']} activations, {s['weights']} weights, {s['integers']} integer), "
                 f"{self.batches} batch(es), {worst}, first divergence {div}{overflow}{faithful}>")
