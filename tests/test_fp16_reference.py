@@ -155,10 +155,11 @@ def test_compare_find_fp32_and_evaluate_measure_one_candidate(tmp_path):
     assert any("NOT computed in fp16" in n for n in native_comp.notes) and "NOT computed" in repr(native_comp)
 
 
-def _profiled_kernel_types(engine, feeds):
+def _profiled_kernel_types(engine, feeds, folder):
     """(op, first input dtype) of every node in plain ONNX Runtime's own profile of the engine's session model."""
     so = ort.SessionOptions()
     so.enable_profiling = True
+    so.profile_file_prefix = str(folder / "ort")  # not the working directory
     so.log_severity_level = 3
     sess = ort.InferenceSession(engine.session_model, so, providers=["CPUExecutionProvider"])
     sess.run(None, feeds)
@@ -178,7 +179,7 @@ def test_each_engine_says_what_its_layers_compute_and_store_in(tmp_path):
     assert s.log.records(level="warning", search="NOT computed in fp16")  # said in the build log
     prof = s.profile_layers(native, runs=1, data=feeds).to_frame()
     assert {"effective_precision", "stored_as"} <= set(prof.columns)
-    kernels = _profiled_kernel_types(native, feeds)
+    kernels = _profiled_kernel_types(native, feeds, tmp_path)
     convs = prof[prof["op_type"].astype(str).str.contains("Conv")]
     assert len(convs) > 20
     for row in convs.itertuples():  # ONNX Runtime's own record of each Conv kernel's input type
