@@ -25,13 +25,8 @@ from trtlab.precision.calibration import (
     synthetic_batches,
     tensorrt_version_digits,
 )
-from trtlab.precision.calibration.calibrators import (
-    SMOOTHING_EPS,
-    EntropyCalibrator,
-    MinMaxCalibrator,
-    PercentileCalibrator,
-    entropy_threshold_bins,
-)
+from trtlab.precision.calibration.calibrators import EntropyCalibrator, MinMaxCalibrator, PercentileCalibrator
+from trtlab.precision.calibration.thresholds import SMOOTHING_EPS, entropy_threshold_bins
 
 # --- models built in the test ----------------------------------------------------------
 

@@ -118,3 +118,7 @@ class TrtexecFormatError(TrtlabError):
 
 class ExtraNotInstalledError(TrtlabError):
     """An optional part of trtlab (the lab UI, the HTML report) is used but its extra is not installed."""
+
+
+class CalibrationWarning(UserWarning):
+    """A calibration table that may be poor: too few samples for a histogram method, or tensors clipped heavily."""

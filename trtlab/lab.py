@@ -75,6 +75,8 @@ def calibrate(session: "Session", data: Any, method: str, tensors: Iterable[str]
                                                       "header": table.header, "tensors": len(table)},
                                       table.to_frame(), result=table)
         rep.write("info", f"calibrated {len(table)} tensors ({method}); cache {path}", "calibration")
+        for message in table.warnings:
+            rep.write("warning", message, "calibration")
         return table
     return session._run("calibrate", work, background)
 

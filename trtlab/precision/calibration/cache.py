@@ -10,8 +10,8 @@ import math
 import os
 import re
 import struct
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -19,20 +19,13 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ...errors import CalibrationCacheError, ConfigError
+from ...errors import CalibrationCacheError, CalibrationError, ConfigError
 from ..graph import QMAX
+from .clipping import REPORT_METHODS, CalibrationStatistics, ClippingReport, calibration_warnings, clipping_frame
 from .coverage import CacheValidation, coverage, provenance, read_sidecar, sidecar_path
+from .thresholds import ALGORITHMS
 
-# TensorRT's CalibrationAlgoType names as they appear in cache headers. TensorRT has no
-# "percentile" calibrator; its IInt8LegacyCalibrator picks each tensor's range from a
-# quantile of its histogram (getQuantile), which is what the percentile method does, so a
-# percentile table carries the LegacyCalibration header. TensorRT accepts a cache only from
-# a calibrator of the same algorithm type, so feed it through an IInt8LegacyCalibrator.
-ALGORITHMS = {
-    "entropy": "EntropyCalibration2",
-    "minmax": "MinMaxCalibration",
-    "percentile": "LegacyCalibration",
-}
+# The algorithm names TensorRT writes in cache headers (ALGORITHMS: which one each trtlab method writes).
 KNOWN_ALGORITHMS = ("EntropyCalibration2", "EntropyCalibration", "MinMaxCalibration", "LegacyCalibration")
 
 # trtlab's declared default header version, used when neither TensorRT nor TensorRT-RTX is installed (10.3.0).
@@ -96,6 +89,9 @@ class CalibrationTable(Mapping[str, float]):
         algorithm: str = "EntropyCalibration2",
         version: str | None = None,
         dtype: str = "int8",
+        method: str | None = None,
+        statistics: CalibrationStatistics | None = None,
+        warnings: Iterable[str] = (),
     ) -> None:
         if dtype not in QMAX:
             raise ConfigError(f"calibration dtype {dtype!r} is not supported; use 'int8' or 'fp8'")
@@ -105,6 +101,35 @@ class CalibrationTable(Mapping[str, float]):
         # the model the cache was written for (coverage.provenance), from its sidecar or save(model=); else None
         self.provenance: dict[str, Any] | None = None
         self.dtype = dtype
+        self.method = method  # trtlab's method name when calibrate() made the table, else None
+        self.statistics = statistics  # the histograms calibrate() collected (None for a table read from a cache)
+        self.warnings = list(warnings)
+
+    def _statistics(self, what: str) -> CalibrationStatistics:
+        if self.statistics is None:
+            raise CalibrationError(
+                f"{what} needs the histograms that calibrate() collects; this table has only ranges (it was read "
+                "from a cache or made from a dict): calibrate again with Session.calibrate(data)")
+        return self.statistics
+
+    def clipping(self, methods: Iterable[str] | None = None) -> ClippingReport:
+        """Per tensor and method (default: every method): amax, absmax, the share of values and of L2 energy
+        clipped, the quantization step and the estimated error, from the histograms collected once (the model
+        is not run again). `print(table.clipping())` names the worst tensors; `.frame` is the DataFrame,
+        `.side_by_side("clipped_energy")` a tensor x method table."""
+        stats = self._statistics("clipping()")
+        frame = clipping_frame(stats, self._amax, REPORT_METHODS if methods is None else methods)
+        return ClippingReport(frame, self.method or "")
+
+    def with_method(self, method: str, percentile: float | None = None) -> CalibrationTable:
+        """The table `method` gives on the same histograms (no model run), with its own warnings."""
+        stats = self._statistics("with_method()")
+        amax, _ = stats.choose(method, percentile)
+        if percentile is not None:
+            stats = replace(stats, percentile=percentile)
+        return CalibrationTable(amax, algorithm=ALGORITHMS[method], version=self.version, dtype=self.dtype,
+                                method=method, statistics=stats,
+                                warnings=calibration_warnings(stats, method, amax))
 
     @classmethod
     def from_amax(
@@ -128,7 +153,9 @@ class CalibrationTable(Mapping[str, float]):
         return len(self._amax)
 
     def __repr__(self) -> str:
-        return f"CalibrationTable({len(self)} tensors, {self.header}, dtype={self.dtype!r})"
+        method = f", method={self.method!r}" if self.method else ""
+        warned = f", {len(self.warnings)} warning(s)" if self.warnings else ""
+        return f"CalibrationTable({len(self)} tensors, {self.header}, dtype={self.dtype!r}{method}{warned})"
 
     @property
     def header(self) -> str:

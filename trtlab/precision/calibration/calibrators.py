@@ -20,16 +20,7 @@ import math
 import numpy as np
 
 from ...errors import CalibrationError, ConfigError
-
-NUM_BINS = 2048
-NUM_QUANTIZED_BINS = 128  # int8's positive levels
-START_BIN = 128
-# Count moved onto empty bins before the KL divergence, as the open implementations of this
-# algorithm do (MXNet, ONNX Runtime, TVM): without it a candidate whose last quantization
-# level holds only folded-in outliers has an infinite divergence, and a few far outliers
-# would force amax up to the outlier itself.
-SMOOTHING_EPS = 1e-4
-
+from .thresholds import ALGORITHMS, METHODS, NUM_BINS, NUM_QUANTIZED_BINS, START_BIN, TensorHistogram, entropy_threshold_bins
 
 def _abs_values(name: str, array: np.ndarray) -> tuple[np.ndarray, float]:
     """Flattened |array| and its maximum; refuse NaN/Inf, which no scale can represent."""
@@ -111,13 +102,26 @@ class _Histogram:
 
 
 class HistogramCalibrator:
-    """Base of the histogram calibrators: one fixed-size |x| histogram per tensor."""
+    """One fixed-size |x| histogram per tensor; amax by `method` (see thresholds), read from the histogram.
 
-    algorithm = ""
+    Every method reads the same histograms, so `snapshot(name).amax(other_method)` compares methods without
+    collecting again.
+    """
 
-    def __init__(self, num_bins: int = NUM_BINS) -> None:
+    def __init__(self, num_bins: int = NUM_BINS, method: str = "entropy", percentile: float = 99.99) -> None:
+        if method not in ALGORITHMS:
+            raise ConfigError(f"unknown calibration method {method!r}; use one of {', '.join(METHODS)}")
+        if not 0.0 < percentile <= 100.0:
+            raise ConfigError(f"percentile must be in (0, 100], got {percentile}")
         self.num_bins = num_bins
+        self.method = method
+        self.percentile = percentile
         self._hists: dict[str, _Histogram] = {}
+
+    @property
+    def algorithm(self) -> str:
+        """The TensorRT cache header's algorithm name for this method."""
+        return ALGORITHMS[self.method]
 
     def collect(self, name: str, array: np.ndarray) -> None:
         """Add one batch of tensor `name` to its histogram (widening the range if needed)."""
@@ -134,21 +138,22 @@ class HistogramCalibrator:
         counts[0] += hist._pending_zeros
         return counts, hist.edges()
 
+    def snapshot(self, name: str) -> TensorHistogram:
+        """Tensor `name`'s statistics as they stand (a copy)."""
+        hist = self._hists[name]
+        return TensorHistogram(self.histogram(name)[0], hist.range, hist.max)
+
     def observed_max(self, name: str) -> float:
         """The largest |x| seen for tensor `name`."""
         return self._hists[name].max
 
     def amax(self, name: str) -> float:
         """The threshold for tensor `name`, capped at the largest |x| seen."""
-        hist = self._hists[name]
-        return min(self._threshold(hist), hist.max)
+        return self.snapshot(name).amax(self.method, self.percentile)
 
     def compute_amax(self) -> dict[str, float]:
         """amax per tensor, in first-collected order."""
         return {name: self.amax(name) for name in self._hists}
-
-    def _threshold(self, hist: _Histogram) -> float:
-        raise NotImplementedError
 
 
 class EntropyCalibrator(HistogramCalibrator):
@@ -160,23 +165,22 @@ class EntropyCalibrator(HistogramCalibrator):
     bin, capped at the largest |x| seen.
     """
 
-    algorithm = "EntropyCalibration2"
-
     def __init__(
         self,
         num_bins: int = NUM_BINS,
         num_quantized_bins: int = NUM_QUANTIZED_BINS,
         start_bin: int = START_BIN,
     ) -> None:
-        super().__init__(num_bins)
+        super().__init__(num_bins, "entropy")
         self.num_quantized_bins = num_quantized_bins
         self.start_bin = start_bin
 
-    def _threshold(self, hist: _Histogram) -> float:
+    def amax(self, name: str) -> float:
+        hist = self._hists[name]
         if hist.range == 0.0:
             return 0.0
         kept = entropy_threshold_bins(hist.counts, self.num_quantized_bins, self.start_bin)
-        return kept * hist.width
+        return min(kept * hist.width, hist.max)
 
 
 class PercentileCalibrator(HistogramCalibrator):
@@ -186,100 +190,5 @@ class PercentileCalibrator(HistogramCalibrator):
     percentile, so it is within one bin width (range / 2048) of the exact percentile.
     """
 
-    algorithm = "LegacyCalibration"
-
     def __init__(self, percentile: float = 99.99, num_bins: int = NUM_BINS) -> None:
-        if not 0.0 < percentile <= 100.0:
-            raise ConfigError(f"percentile must be in (0, 100], got {percentile}")
-        super().__init__(num_bins)
-        self.percentile = percentile
-
-    def _threshold(self, hist: _Histogram) -> float:
-        if hist.range == 0.0:
-            return 0.0
-        return percentile_from_histogram(hist.counts, hist.range, self.percentile)
-
-
-def percentile_from_histogram(counts: np.ndarray, hist_range: float, percentile: float) -> float:
-    """The `percentile` of the values in an equal-width histogram over [0, hist_range]."""
-    counts = np.asarray(counts, dtype=np.float64)
-    cumulative = np.cumsum(counts)
-    total = cumulative[-1]
-    if total == 0:
-        return 0.0
-    target = total * percentile / 100.0
-    index = int(np.searchsorted(cumulative, target, side="left"))
-    index = min(index, counts.size - 1)
-    below = cumulative[index - 1] if index > 0 else 0.0
-    fraction = (target - below) / counts[index] if counts[index] else 1.0
-    return (index + fraction) * hist_range / counts.size
-
-
-def entropy_threshold_bins(
-    counts: np.ndarray,
-    num_quantized_bins: int = NUM_QUANTIZED_BINS,
-    start_bin: int = START_BIN,
-) -> int:
-    """How many leading bins to keep: the candidate i in [start_bin, len(counts)] minimising KL.
-
-    For each i: P is counts[:i] with the counts of bins i.. added to its last bin; Q merges
-    counts[:i] into `num_quantized_bins` levels (bin b goes to level b * levels // i), then
-    spreads each level's count evenly over the bins of that level where P is nonzero. Both
-    are smoothed (SMOOTHING_EPS), normalised and KL(P||Q) computed. Ties keep the smallest i.
-    """
-    counts = np.asarray(counts, dtype=np.float64)
-    num_bins = counts.size
-    if num_bins < start_bin or start_bin < num_quantized_bins:
-        raise CalibrationError(
-            f"entropy calibration needs at least {start_bin} bins and start_bin >= "
-            f"{num_quantized_bins}; got {num_bins} bins and start_bin={start_bin}"
-        )
-    if counts.sum() == 0:
-        return num_bins
-    # outliers[i] = total count of bins i..end
-    outliers = np.concatenate([np.cumsum(counts[::-1])[::-1], [0.0]])
-    best_bins, best_kl = num_bins, math.inf
-    for i in range(start_bin, num_bins + 1):
-        kept = counts[:i]
-        p = kept.copy()
-        p[-1] += outliers[i]
-        level = np.arange(i) * num_quantized_bins // i
-        nonzero = p > 0
-        level_mass = np.bincount(level, weights=kept, minlength=num_quantized_bins)
-        level_nonzero = np.bincount(level, weights=nonzero, minlength=num_quantized_bins)
-        q = np.where(nonzero, level_mass[level] / np.maximum(level_nonzero[level], 1.0), 0.0)
-        kl = _kl_divergence(p, q)
-        if kl < best_kl:
-            best_bins, best_kl = i, kl
-    return best_bins
-
-
-def _smooth(counts: np.ndarray, eps: float = SMOOTHING_EPS) -> np.ndarray | None:
-    """Move `eps` of count onto every empty bin, taken evenly from the nonempty ones."""
-    empty = counts == 0
-    n_empty = int(empty.sum())
-    n_full = counts.size - n_empty
-    if n_full == 0:
-        return None
-    return counts + np.where(empty, eps, -eps * n_empty / n_full)
-
-
-def _kl_divergence(p: np.ndarray, q: np.ndarray) -> float:
-    """KL(P||Q) of two unnormalised distributions after smoothing both (see SMOOTHING_EPS)."""
-    p, q = _smooth(p), _smooth(q)
-    if p is None or q is None:
-        return math.inf
-    p = p / p.sum()
-    q = q / q.sum()
-    return float(np.sum(p * np.log(p / q)))
-
-
-def make_calibrator(method: str, percentile: float = 99.99) -> MinMaxCalibrator | HistogramCalibrator:
-    """A fresh calibrator for `method`: "entropy", "minmax" or "percentile"."""
-    if method == "entropy":
-        return EntropyCalibrator()
-    if method == "minmax":
-        return MinMaxCalibrator()
-    if method == "percentile":
-        return PercentileCalibrator(percentile)
-    raise ConfigError(f"unknown calibration method {method!r}; use 'entropy', 'minmax' or 'percentile'")
+        super().__init__(num_bins, "percentile", percentile)
