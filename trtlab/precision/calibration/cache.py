@@ -127,9 +127,10 @@ class CalibrationTable(Mapping[str, float]):
         amax, _ = stats.choose(method, percentile)
         if percentile is not None:
             stats = replace(stats, percentile=percentile)
-        return CalibrationTable(amax, algorithm=ALGORITHMS[method], version=self.version, dtype=self.dtype,
-                                method=method, statistics=stats,
-                                warnings=calibration_warnings(stats, method, amax))
+        table = CalibrationTable(amax, algorithm=ALGORITHMS[method], version=self.version, dtype=self.dtype,
+                                 method=method, statistics=stats, warnings=calibration_warnings(stats, method, amax))
+        table.version_source, table.provenance = self.version_source, self.provenance  # same data, same model
+        return table
 
     @classmethod
     def from_amax(
