@@ -146,3 +146,24 @@ def test_smart_turn_weights_with_value_info_convert_to_fp16(fetched, tmp_path):
     feed = m.feeds()[0]
     # measured: 0.911 (fp32) vs 0.897 (fp16), difference 0.014 on the stored speech clip
     np.testing.assert_allclose(e.run(feed)[name], ref.run([name], feed)[0], atol=0.05)
+
+
+@pytest.mark.parametrize("model_id", ["zoo_squeezenet", "zoo_inception_v1"])
+def test_int8_of_the_zoo_layout_is_a_valid_ir3_model_quantizing_every_conv_input(fetched, model_id):
+    from trtlab.precision.qdq import quantize
+    m = fetched(model_id)
+    proto = onnx.load(str(m.path))
+    assert proto.ir_version == 3
+    s = trtlab.Session(str(m.path))
+    table = s.calibrate(m.feeds(), method="minmax")
+    q = quantize(s.model.proto, table).model
+    onnx.checker.check_model(q)  # IR 3: every initializer, the new scales included, listed as a graph input
+    inits = {i.name for i in q.graph.initializer}
+    assert inits <= {v.name for v in q.graph.input}
+    convs = [n for n in q.graph.node if n.op_type == "Conv"]
+    # every Conv reads a dequantized activation (the light_* weights are ConstantOfShape outputs, not initializers)
+    assert convs and all(n.input[0].endswith("__dq") for n in convs)
+    feeds = m.feeds()[0]
+    out = plain_ort(q.SerializeToString()).run(None, feeds)[0]
+    ref = plain_ort(str(m.path)).run(None, feeds)[0]
+    assert out.shape == ref.shape and np.isfinite(out).all()

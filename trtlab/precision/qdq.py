@@ -157,6 +157,12 @@ def quantize(proto: onnx.ModelProto, table: Any, dtype: str = "int8", per_channe
     live = [n for n in g.node if n.op_type != "Constant" or any(o in used for o in n.output)]
     del g.node[:]
     g.node.extend(live)  # the Constant nodes whose weights now come from the quantized copy are gone
+    inits = {i.name for i in g.initializer}
+    if model.ir_version < 4:  # the ONNX-zoo layout: IR 3 requires every initializer to be listed as an input
+        listed = [v for v in g.input if v.name not in inits or v.name in used]  # replaced weights leave
+        listed += [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in new_inits]
+        del g.input[:]
+        g.input.extend(listed)
     kept = [i for i in g.initializer if i.name in used or i.name in {v.name for v in g.input}]
     del g.initializer[:]
     g.initializer.extend(kept)
