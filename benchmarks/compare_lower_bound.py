@@ -32,7 +32,8 @@ Method
   (getrusage ru_maxrss, exact, no sampling) minus the RSS before the work: the memory the work added.
   ONNX Runtime's arena and every numpy temporary are counted alike; tracemalloc would miss the arena.
 * Rounds alternate the order (floor first, then trtlab first, ...); medians over rounds are reported.
-* The script checks that both computed the same table (largest relative difference per statistic).
+* The script prints how far the two tables are apart (largest relative difference per statistic): the engines
+  differ slightly (trtlab's segments are fused differently at their boundaries), the statistics do not.
 
 Usage: python benchmarks/compare_lower_bound.py [--batch 8] [--batches 3] [--rounds 3] [--image 224]
 Targets (issue "Speed"): trtlab time <= 1.5 x the floor's, trtlab peak memory <= 0.35 x the floor's.
@@ -266,6 +267,9 @@ def main() -> None:
     agree = agreement(runs["floor"][-1]["rows"], runs["trtlab"][-1]["rows"])
     print("largest relative difference floor vs trtlab per statistic: "
           + ", ".join(f"{k} {v:.2g}" for k, v in agree.items()))
+    print("(the engines differ, not the arithmetic: trtlab runs the graph in segments, which ONNX Runtime fuses "
+          "differently at their boundaries, so relative errors of near-zero elements move; tests/test_compare.py "
+          "checks compare's statistics against float64 numpy on the same outputs)")
     if not args.keep:
         import shutil
         shutil.rmtree(tmp, ignore_errors=True)
