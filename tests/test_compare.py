@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import trtlab
 import trtlab.zoo as zoo
-from trtlab.analysis.compare import ComparisonResult, TensorStats, stats_frame
+from trtlab.analysis.compare import ComparisonResult, TensorStats, stats_frame, with_sources
 from trtlab.errors import CancelledError, ConfigError, InputError, PrecisionNotSupportedError
 from trtlab.events import Reporter
 
@@ -231,16 +231,26 @@ def test_segmented_path_equals_one_segment_for_exact_candidates(tmp_path):
 
 
 def test_first_divergence_definition():
+    # a chain t0 -> t4; each row's relative RMS error is exactly its err (ref * (1 + err))
+    errs = [1e-4, 2e-4, 1.5e-4, 3e-3, 2e-2]
     rows = []
-    for i, err in enumerate([1e-4, 2e-4, 1.5e-4, 3e-3, 5e-3]):
+    for i, err in enumerate(errs):
         st = TensorStats(f"t{i}")
         ref = np.ones(100, np.float32)
         st.update(ref, ref * (1 + err))
         rows.append(st)
-    c = ComparisonResult(stats_frame(rows), "fp32", "fp16", 1)
+    frame = with_sources(stats_frame(rows), {f"t{i}": (f"n{i}", "Mul", (f"t{i - 1}",) if i else ())
+                                             for i in range(5)})
+    c = ComparisonResult(frame, "fp32", "fp16", 1)
     div = c.first_divergence()
-    assert div["tensor"] == "t3" and "median" in div["reason"]
-    assert c.first_divergence(factor=100) is None
+    # by hand: t3 adds 3e-3 - 1.5e-4 = 2.85e-3 > 4 x 1.5e-4 but < 10 x 2^-11 = 4.88e-3; t4 adds 1.7e-2 > 4 x 3e-3
+    assert div["tensor"] == "t4" and div["node"] == "n4" and div["inputs"] == ["t3"]
+    assert div["input_error"] == pytest.approx(3e-3, rel=1e-3) and div["added_error"] == pytest.approx(1.7e-2, rel=1e-3)
+    assert div["gain"] == pytest.approx(20 / 3, rel=1e-3) and "4 x" in div["rule"] and "0.000488" in div["rule"]
+    assert c.first_divergence(factor=6) is None  # 1.7e-2 < 6 x 3e-3
+    assert c.first_divergence(floor=1e-3)["tensor"] == "t3"
+    sens = c.sensitivity().set_index("tensor")
+    assert list(sens["added_error"]) == pytest.approx([1e-4, 1e-4, -5e-5, 2.85e-3, 1.7e-2], rel=1e-2)
     st = TensorStats("t_nan")
     st.update(np.ones(4, np.float32), np.array([1, np.nan, 1, 1], np.float32))
     c2 = ComparisonResult(stats_frame(rows[:1] + [st]), "fp32", "fp16", 1)

@@ -106,7 +106,8 @@ def test_error_gain_ranking_orders_nodes_by_the_error_they_add():
              helper.make_node("Exp", ["t1"], ["t2"], name="n2"),
              helper.make_node("Relu", ["t2"], ["t3"], name="n3"),
              helper.make_node("Relu", ["w"], ["u"], name="unrelated")]
-    frame = pd.DataFrame({"tensor": ["x", "t1", "t2", "t3"], "rel_rms_err": [0.0, 0.01, 0.5, 0.52]})
+    frame = pd.DataFrame({"tensor": ["x", "t1", "t2", "t3"], "rel_rms_err": [0.0, 0.01, 0.5, 0.52],
+                          "ref_nan": 0, "cand_nan": 0, "ref_inf": 0, "cand_inf": 0})
     # gains: n1 0.01, n2 0.49, n3 0.02; 'unrelated' has no compared output and is left out
     assert error_gain_ranking(frame, nodes) == ["n2", "n3", "n1"]
 

@@ -228,7 +228,8 @@ def compare(session: "Session", reference: "EngineSpec", candidate: "EngineSpec"
             data: Any, batch: int | None, max_segment_bytes: int | str, seed: int, background: bool,
             **build_args: Any):
     """Layer-wise comparison of `candidate` against `reference`, streamed batch by batch; saved as produced."""
-    from .analysis.compare import ComparisonResult, compare_streaming, stats_frame
+    from .analysis.compare import ComparisonResult, compare_streaming, stats_frame, with_sources
+    from .precision.graph import compared_sources
     from .config import parse_size
 
     def work(rep: Reporter):
@@ -248,8 +249,9 @@ def compare(session: "Session", reference: "EngineSpec", candidate: "EngineSpec"
         finally:
             for r in runners:
                 r.close()
-        result = ComparisonResult(stats_frame(stats), spec_name(reference), spec_name(candidate),
-                                  done, range_prec, notes)
+        frame = with_sources(stats_frame(stats), compared_sources(session.model.proto.graph, names))
+        result = ComparisonResult(frame, spec_name(reference), spec_name(candidate), done, range_prec, notes,
+                                  precision=cand_prec)
         div = result.first_divergence()
         if div:
             result.notes.append(f"first divergence at {div['tensor']} (#{div['index']}): {div['reason']}")

@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .analysis.compare import DIVERGENCE_COLUMNS, first_divergence
+from .analysis.divergence import DIVERGENCE_COLUMNS, first_divergence
 from .analysis.knee import KNEE_FRACTION, find_knee
 from .errors import ConfigError
 from .markup import plot_text

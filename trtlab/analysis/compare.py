@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..precision.lowp import RANGES
+from .divergence import FACTOR, activations, first_divergence, nonfinite_text, sensitivity
 
 COLUMNS = ["index", "tensor", "kind", "shape", "ref_dtype", "cand_dtype", "max_abs_err", "mean_abs_err", "max_rel_err",
            "mean_rel_err", "elements_over_10pct", "total_elements", "ratio", "cosine", "snr_db", "rel_rms_err",
@@ -265,60 +266,10 @@ def halves_by_bits_exact() -> bool:
     return bool(np.array_equal(ours.view(np.uint32), h.astype(np.float32).view(np.uint32)))
 
 
-def nonfinite_text(row: Any, precision: str = "fp16") -> str:
-    """'overflowed to inf in fp16 (50 inf, 0 NaN of 8192; reference 0 inf, 0 NaN)' for a comparison row."""
-    what = "overflowed to inf" if row["cand_overflow_inf"] else "became NaN"
-    return (f"{what} in {precision} ({int(row['cand_inf'])} inf, {int(row['cand_nan'])} NaN of "
-            f"{int(row['total_elements'])} elements; reference {int(row['ref_inf'])} inf, {int(row['ref_nan'])} NaN)")
-
-
-DIVERGENCE_COLUMNS = ("tensor", "rel_rms_err", "ref_nan", "cand_nan", "ref_inf", "cand_inf")
-
-
-def activations(frame: Any) -> Any:
-    """The activation rows of a comparison frame (weights and integer tensors stay visible in the frame but out
-    of the headlines); a frame without a kind column is all activations."""
-    return frame[frame["kind"] == "activation"] if "kind" in frame else frame
-
-
-def first_divergence(frame: Any, factor: float = 10.0, floor: float = 1e-3,
-                     precision: str = "fp16") -> dict[str, Any] | None:
-    """The first activation (graph order) of a comparison frame whose relative RMS error exceeds both `floor` and
-    `factor` x the median of the activations before it, or whose candidate has NaN/Inf where the reference has
-    none (overflow). Weight and integer rows are skipped.
-
-    Returns {"index", "position", "tensor", "rel_rms_err", "previous_median", "reason"}, or None when no tensor
-    diverges. `frame` has the columns of stats_frame (at least DIVERGENCE_COLUMNS)."""
-    missing = [c for c in DIVERGENCE_COLUMNS if c not in frame]
-    if missing:
-        raise ConfigError(f"first_divergence needs a comparison frame (Session.compare(...).frame); "
-                          f"this one lacks {missing}")
-    errs: list[float] = []
-    acts = activations(frame)
-    for pos, (_, row) in enumerate(acts.iterrows()):
-        value = row["rel_rms_err"]
-        err = float(value) if value is not None and value == value else math.nan
-        bad = (row["cand_nan"] > row["ref_nan"]) or (row["cand_inf"] > row["ref_inf"])
-        base = float(np.median(errs)) if errs else 0.0
-        if bad or (err > floor and (not errs or err > factor * base)):
-            if bad and "total_elements" in row and "cand_overflow_inf" in row:
-                reason = "candidate " + nonfinite_text(row, precision)
-            elif bad:
-                reason = "candidate has NaN/Inf where the reference has none"
-            else:
-                reason = (f"relative RMS error {err:.3g} > {factor:g} x median {base:.3g} of earlier activations "
-                          f"and > {floor:g}")
-            index = int(row["index"]) if "index" in row and row["index"] == row["index"] else pos
-            return {"index": index, "position": pos, "tensor": row["tensor"],
-                    "rel_rms_err": err if math.isfinite(err) else None, "previous_median": base, "reason": reason}
-        if math.isfinite(err):
-            errs.append(err)
-    return None
-
-
 @dataclass
 class ComparisonResult:
-    """One row per compared tensor in graph order; `first_divergence()` points at where error jumps."""
+    """One row per compared tensor in graph order (with the node that produced it and the compared tensors it
+    reads); `sensitivity()` is the error each node adds to its inputs', `first_divergence()` where error starts."""
 
     frame: Any
     reference: str
@@ -327,14 +278,19 @@ class ComparisonResult:
     range_precision: str = "fp16"
     notes: list[str] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    precision: str | None = None  # the candidate's precision (its unit roundoff); range_precision when not given
 
     def to_frame(self):
         """The per-tensor table (a copy)."""
         return self.frame.copy()
 
-    def first_divergence(self, factor: float = 10.0, floor: float = 1e-3) -> dict[str, Any] | None:
-        """The first divergence of this comparison (see the module function first_divergence)."""
-        return first_divergence(self.frame, factor, floor, self.range_precision)
+    def sensitivity(self):
+        """Per activation: its node, input error, output error, added error and gain (divergence.sensitivity)."""
+        return sensitivity(self.frame, self.precision or self.range_precision)
+
+    def first_divergence(self, factor: float = FACTOR, floor: float | None = None) -> dict[str, Any] | None:
+        """Where the candidate's error starts, and by which rule (divergence.first_divergence)."""
+        return first_divergence(self.frame, factor, floor, self.precision or self.range_precision)
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -371,7 +327,7 @@ class ComparisonResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready payload for the workspace."""
         return {"reference": self.reference, "candidate": self.candidate, "batches": self.batches,
-                "range_precision": self.range_precision, "notes": self.notes, "summary": self.summary,
+                "range_precision": self.range_precision, "precision": self.precision, "notes": self.notes, "summary": self.summary,
                 "first_divergence": self.first_divergence(), **self.meta}
 
     def __repr__(self) -> str:
@@ -408,6 +364,17 @@ def stats_frame(stats: Iterable[TensorStats]):
     import pandas as pd
     rows = [dict(index=i, **s.row()) for i, s in enumerate(stats)]
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def with_sources(frame: Any, sources: Mapping[str, tuple[str, str, tuple[str, ...]]]):
+    """The frame with the columns node, op_type and inputs (after kind) from `sources` ({tensor: (node name, op type,
+    compared tensors it reads)}, precision.graph.compared_sources); None where a tensor has no producing node."""
+    out = frame.copy()
+    at = list(out.columns).index("kind" if "kind" in out else "tensor") + 1
+    got = [sources.get(t) for t in out["tensor"]]
+    for k, col in enumerate(("node", "op_type", "inputs")):
+        out.insert(at + k, col, [None if g is None else (list(g[k]) if col == "inputs" else g[k]) for g in got])
+    return out
 
 
 def compare_streaming(reference: Any, candidate: Any, names: list[str], batches: Iterable[Mapping[str, np.ndarray]],

@@ -21,7 +21,9 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..errors import ConfigError
-from .compare import TensorStats
+from ..precision.graph import compared_sources
+from .compare import TensorStats, with_sources
+from .divergence import sensitivity
 
 
 @dataclass
@@ -68,28 +70,33 @@ def check_search(tolerance: float, metric: str) -> None:
 
 
 def error_gain_ranking(frame: Any, nodes: Iterable[Any]) -> list[str]:
-    """Names of `nodes` (ONNX NodeProtos, graph order) by how much relative RMS error each adds over its inputs in a
-    comparison frame (columns tensor, rel_rms_err; kind when it has one), largest first. Only activation rows
-    count: a weight's or integer tensor's error is not a node's doing. A node whose output the candidate made
-    non-finite (overflow to inf) ranks first."""
-    acts = frame[frame["kind"] == "activation"] if "kind" in frame else frame
-    bad = set(acts["tensor"][(acts["cand_nan"] > acts["ref_nan"]) | (acts["cand_inf"] > acts["ref_inf"])]) \
-        if "cand_inf" in acts else set()
-    err = {t: (math.inf if t in bad else float(e) if e is not None else math.nan)
-           for t, e in zip(acts["tensor"], acts["rel_rms_err"])}
-    scored = []
-    for n in nodes:
-        if any(o in bad for o in n.output):
-            scored.append((math.inf, math.inf, n.name))
-            continue
-        outs = [err[o] for o in n.output if o in err and math.isfinite(err[o])]
-        if not outs:
-            continue
-        ins = [err[i] for i in n.input if i in err and math.isfinite(err[i])]
-        gain = max(outs) - (max(ins) if ins else 0.0)
-        scored.append((gain, max(outs), n.name))
-    scored.sort(key=lambda s: (-s[0], -s[1]))
-    return [name for _, _, name in scored]
+    """Names of `nodes` (ONNX NodeProtos, graph order) by the per-layer sensitivity of a comparison frame
+    (divergence.sensitivity): nodes where the candidate's inf/NaN start come first, then the rest by how much
+    relative RMS error they add over their inputs' (the largest over a node's outputs), largest first. Only
+    activation rows count: a weight's or integer tensor's error is not a node's doing. A frame without the
+    inputs column gets it from `nodes`."""
+    nodes = list(nodes)
+    if "inputs" not in frame:
+        frame = with_sources(frame, compared_sources(_graph_of(nodes), list(frame["tensor"])))
+    sens = sensitivity(frame)
+    added = sens["added_error"].astype(float).fillna(-math.inf)
+    out = sens["output_error"].astype(float).fillna(-math.inf)
+    owner = {o: n.name for n in nodes for o in n.output if o}
+    best: dict[str, tuple[float, float]] = {}
+    for tensor, a, o, starts in zip(sens["tensor"], added, out, sens["starts_nonfinite"]):
+        name = owner.get(tensor)
+        if name is not None:
+            key = (math.inf, math.inf) if starts else (a, o)
+            best[name] = max(best.get(name, key), key)
+    order = {n.name: i for i, n in enumerate(nodes)}
+    return sorted(best, key=lambda n: (-best[n][0], -best[n][1], order[n]))
+
+
+def _graph_of(nodes: list[Any]):
+    import onnx
+    g = onnx.GraphProto()
+    g.node.extend(nodes)
+    return g
 
 
 def worst_output_error(reference: Sequence[Mapping[str, np.ndarray]], candidate: Sequence[Mapping[str, np.ndarray]],

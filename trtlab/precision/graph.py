@@ -97,6 +97,28 @@ def weight_tensors(graph: onnx.GraphProto) -> set[str]:
     return out
 
 
+def compared_sources(graph: onnx.GraphProto, names: Iterable[str]) -> dict[str, tuple[str, str, tuple[str, ...]]]:
+    """For each tensor in `names` that a node of `graph` produces: (node name, op type, the tensors of `names` it is
+    computed from). Those are the node's inputs that are in `names`; an input not in `names` stands for the compared
+    tensors it is itself computed from (graph inputs and initializers end the walk: both engines are fed them
+    alike), so a comparison of a few marked tensors still knows what each one reads. One pass in graph order."""
+    wanted = set(names)
+    upstream: dict[str, tuple[str, ...]] = {}  # tensor not compared -> the compared tensors it is computed from
+    out: dict[str, tuple[str, str, tuple[str, ...]]] = {}
+    for node in graph.node:
+        found: dict[str, None] = {}
+        for i in node.input:
+            if i:
+                found.update(dict.fromkeys((i,) if i in wanted else upstream.get(i, ())))
+        srcs = tuple(found)
+        for o in node.output:
+            if o in wanted:
+                out.setdefault(o, (node.name, node.op_type, srcs))
+            elif o:
+                upstream[o] = srcs
+    return out
+
+
 def all_tensor_names(model: onnx.ModelProto) -> set[str]:
     graph = model.graph
     names = {vi.name for vi in (*graph.input, *graph.output, *graph.value_info)}
