@@ -343,6 +343,38 @@ def test_range_report_counts_match_numpy(tmp_path):
     assert len(rep.problems("fp16")) == 2
 
 
+def test_range_report_labels_kinds_and_never_range_checks_integers(tmp_path):
+    """An int64 Slice end of INT64_MAX (how exporters spell 'to the end') and a float weight beyond 65504 in a
+    Constant: the integer is no fp16 overflow; the weight is one, shown apart from the activations."""
+    end = np.array([np.iinfo(np.int64).max], np.int64)
+    big = np.array([1e5, 2.0], np.float32)
+    nodes = [helper.make_node("Constant", [], ["ends"], name="ends", value=numpy_helper.from_array(end)),
+             helper.make_node("Constant", [], ["w"], name="w", value=numpy_helper.from_array(big)),
+             helper.make_node("Slice", ["x", "starts", "ends", "axes"], ["sliced"], name="slice"),
+             helper.make_node("Mul", ["sliced", "w"], ["y"], name="scale")]
+    g = helper.make_graph(nodes, "ints", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 2])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2])],
+                          [numpy_helper.from_array(np.array([1], np.int64), "starts"),
+                           numpy_helper.from_array(np.array([0], np.int64), "axes")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    s = trtlab.Session(m, workspace=tmp_path)
+    x = np.full((3, 2), 0.5, np.float32)
+    rep = s.fp16_range_report(data=[{"x": x}])
+    f = rep.to_frame().set_index("tensor")
+    assert list(f["kind"]) == ["integer", "weight", "activation", "activation"]
+    assert (f.loc["ends", ["fp16_overflow", "bf16_overflow", "fp16_underflow"]] == 0).all()
+    assert f.loc["w", "fp16_overflow"] == np.count_nonzero(big > 65504) == 1
+    y = (x[1:] * big)  # numpy: 5e4 in both rows, under 65504
+    assert f.loc["y", "fp16_overflow"] == np.count_nonzero(np.abs(y) > 65504) == 0
+    sm = rep.summary
+    assert (sm["tensors_with_fp16_overflow"], sm["weights_with_fp16_overflow"], sm["integers"]) == (0, 1, 1)
+    assert list(rep.problems("fp16").index) == [1] and rep.problems("fp16", kinds=("activation",)).empty
+    assert "weights: 1 overflow fp16" in repr(rep)
+    c = s.compare("fp32", "fp16", outputs="all", data=[{"x": x}]).to_frame().set_index("tensor")
+    assert list(c["kind"]) == list(f["kind"])  # one rule labels both
+
+
 def test_candidate_overflowing_to_inf_is_a_result_not_a_math_error(tmp_path):
     """x * 3e4 passes FP16's 65504 for |x| > 2.18: the FP16 candidate holds inf there. The comparison reports it
     (SNR -inf, the tensor as first divergence); it used to raise ValueError from log10(0)."""

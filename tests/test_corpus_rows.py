@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import helper
+from onnx import helper, numpy_helper
 
 import trtlab
 from corpus import get
@@ -95,3 +95,45 @@ def test_unnamed_nodes_get_stable_ids_usable_as_pins(tmp_path):
     assert trtlab.Session(str(m.path), workspace=tmp_path / "b").model.node_names == names  # stable
     e = s.build("fp16", shapes=m.shapes(), fp32_layers=[names[i]])
     assert names[i] in e.variant.fp32_layers
+
+
+def _dims(s, m):
+    """dims={placeholder: size} for the corpus feeds (fp16_range_report takes dims)."""
+    shapes = m.shapes()
+    return {d: v for i in s.model.inputs for d, v in zip(i.shape, shapes[i.name]) if isinstance(d, str)}
+
+
+def test_ppocr_det_range_report_keeps_the_overflowing_weight_out_of_the_activation_headline(tmp_path):
+    m, s = _session("ppocr_det", tmp_path)
+    rep = s.fp16_range_report(data=m.feeds(), dims=_dims(s, m))
+    f = rep.to_frame().set_index("tensor")
+    # the independent count: the BatchNormalization variance as stored in its Constant node
+    const = {n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in onnx.load(str(m.path)).graph.node
+             if n.op_type == "Constant"}
+    var = const["batch_norm_0.w_2"]
+    assert f.loc["batch_norm_0.w_2", "kind"] == "weight"
+    assert f.loc["batch_norm_0.w_2", "fp16_overflow"] == np.count_nonzero(np.abs(var) > 65504) > 0
+    assert (f.loc[[t for t in const if t in f.index], "kind"] != "activation").all()
+    sm = rep.summary
+    acts = f[f["kind"] == "activation"]
+    assert sm["tensors_with_fp16_overflow"] == int((acts["fp16_overflow"] > 0).sum()) == 0
+    assert sm["weights_with_fp16_overflow"] == 1 and "weights: 1 overflow fp16" in repr(rep)
+
+
+def test_magika_range_report_labels_integer_tensors_and_counts_no_range_for_them(tmp_path):
+    m, s = _session("magika", tmp_path)
+    rep = s.fp16_range_report(data=m.feeds(), dims=_dims(s, m))
+    f = rep.to_frame()
+    # the independent labels: plain ONNX Runtime's output dtypes of the same tensors
+    proto = onnx.load(str(m.path))
+    names = list(f["tensor"])
+    del proto.graph.output[:]
+    proto.graph.output.extend(helper.make_empty_tensor_value_info(t) for t in names)
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    outs = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(
+        names, m.feeds()[0])
+    ints = [t for t, a in zip(names, outs) if a.dtype.kind in "iub"]
+    assert len(ints) >= 10 and sorted(f[f["kind"] == "integer"]["tensor"]) == sorted(ints)
+    counts = [c for c in f.columns if c.startswith(("fp16_", "bf16_"))]
+    assert (f[f["kind"] == "integer"][counts] == 0).all().all() and rep.summary["integers"] == len(ints)

@@ -273,7 +273,9 @@ def fp16_range_report(session: "Session", data: Any, batch: int | None, outputs:
         b = batch or batch_of(data)
         (runner,), notes = segment_runners(session, ["fp32"], names, parse_size(max_segment_bytes), b, rep,
                                            batch=batch, dims=dims)
-        stats = {n: RangeStats(n) for n in names}
+        from .precision.graph import weight_tensors
+        weights = weight_tensors(session.model.proto.graph)
+        stats = {n: RangeStats(n, "weight" if n in weights else "activation") for n in names}
         done = 0
         try:
             batches, total = lab_batches(session, data, batch, seed, dims)
@@ -289,8 +291,8 @@ def fp16_range_report(session: "Session", data: Any, batch: int | None, outputs:
         if done == 0:
             from .errors import InputError
             raise InputError("no batches: the data iterable yielded nothing")
-        weights = convert(session.model.proto, "fp16").weight_report
-        report = RangeReport(range_frame([stats[n] for n in names]), done, weights, notes)
+        weight_report = convert(session.model.proto, "fp16").weight_report
+        report = RangeReport(range_frame([stats[n] for n in names]), done, weight_report, notes)
         session.workspace.save_result("fp16_range", report.to_dict(), report.frame, result=report)
         rep.write("info", repr(report), "precision")
         return report

@@ -61,6 +61,13 @@ def range_counts(a: np.ndarray, precision: str = "fp16") -> tuple[int, int, int]
             int(np.count_nonzero((a >= r["min_subnormal"]) & (a < r["min_normal"]))))
 
 
+def tensor_kind(dtype: Any, weight: bool) -> str:
+    """The kind of a compared tensor: "integer" for any integer or bool dtype (never converted, so never in fp16
+    range statistics), else "weight" when it is computed from constants only (precision.graph.weight_tensors),
+    else "activation". Comparison rows and range report rows are labelled by this one rule."""
+    return "integer" if np.dtype(dtype).kind in "iub" else ("weight" if weight else "activation")
+
+
 @dataclass
 class TensorStats:
     """Running per-tensor error statistics of candidate against reference."""
@@ -101,8 +108,7 @@ class TensorStats:
             raise ConfigError(f"tensor {self.name!r}: reference shape {ref.shape} != candidate shape {cand.shape}; "
                               f"compare engines built for the same batch and input shapes")
         r_all, c_all = ref.reshape(-1), cand.reshape(-1)
-        if ref.dtype.kind in "iub":
-            self.kind = "integer"
+        self.kind = tensor_kind(ref.dtype, self.kind == "weight")
         buf = scratch or Scratch(max(1, min(CHUNK, r_all.size)))
         for start in range(0, r_all.size, buf.size):
             r, c = r_all[start:start + buf.size], c_all[start:start + buf.size]

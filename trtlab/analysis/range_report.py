@@ -1,5 +1,8 @@
 """FP16/BF16 range report: each tensor's magnitude distribution from one FP32 run, against the low types' ranges.
 
+Rows are labelled by kind as comparison rows are (compare.tensor_kind): integer tensors are never converted, so
+they get no FP16/BF16 counts; weights keep theirs but are counted apart from the activations in the headlines.
+
 Percentiles of |x| come from a log2 histogram (1/16-octave bins from 2^-160 to 2^128, counts only,
 accumulated over batches), so they are exact to within one bin, about 4.4% relative.
 """
@@ -11,14 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from .compare import range_counts
+from .compare import range_counts, tensor_kind
 
 PERCENTILES = (50.0, 99.0, 99.9, 99.99)
 _BINS_PER_OCTAVE = 16
 _LO, _HI = -160, 128
 _EDGES = np.exp2(np.arange(_LO * _BINS_PER_OCTAVE, _HI * _BINS_PER_OCTAVE + 1) / _BINS_PER_OCTAVE)
 
-COLUMNS = ["index", "tensor", "shape", "dtype", "elements", "zeros", "min_abs_nonzero", "max_abs"] + \
+COLUMNS = ["index", "tensor", "kind", "shape", "dtype", "elements", "zeros", "min_abs_nonzero", "max_abs"] + \
     [f"p{p:g}_abs" for p in PERCENTILES] + ["fp16_overflow", "fp16_underflow", "fp16_subnormal",
                                              "bf16_overflow", "bf16_underflow", "bf16_subnormal", "nan", "inf"]
 
@@ -28,6 +31,7 @@ class RangeStats:
     """Running magnitude statistics of one tensor."""
 
     name: str
+    kind: str = "activation"  # activation, weight (computed from constants only) or integer (set from the dtype)
     shape: tuple[int, ...] | None = None
     dtype: str = ""
     n: int = 0
@@ -43,6 +47,7 @@ class RangeStats:
     def update(self, x: np.ndarray) -> None:
         """Fold one batch of the tensor in."""
         self.shape, self.dtype = tuple(x.shape), str(x.dtype)
+        self.kind = tensor_kind(x.dtype, self.kind == "weight")
         a = np.abs(np.asarray(x, dtype=np.float32).ravel())
         self.n += a.size
         self.nan += int(np.count_nonzero(np.isnan(a)))
@@ -54,7 +59,7 @@ class RangeStats:
             self.min_nz = min(self.min_nz, float(nz.min()))
             self.max_abs = max(self.max_abs, float(nz.max()))
             self.hist += np.bincount(np.searchsorted(_EDGES, nz, side="right"), minlength=len(self.hist))
-        for p in ("fp16", "bf16"):
+        for p in ("fp16", "bf16") if self.kind != "integer" else ():  # an integer tensor is never converted
             o, u, s = range_counts(a, p)
             self.counts[f"{p}_overflow"] += o
             self.counts[f"{p}_underflow"] += u
@@ -77,7 +82,7 @@ class RangeStats:
 
     def row(self) -> dict[str, Any]:
         """One table row."""
-        return {"tensor": self.name, "shape": list(self.shape) if self.shape else None, "dtype": self.dtype,
+        return {"tensor": self.name, "kind": self.kind, "shape": list(self.shape) if self.shape else None, "dtype": self.dtype,
                 "elements": self.n, "zeros": self.zeros,
                 "min_abs_nonzero": self.min_nz if math.isfinite(self.min_nz) else 0.0, "max_abs": self.max_abs,
                 **{f"p{p:g}_abs": self.percentile(p) for p in PERCENTILES}, **self.counts,
@@ -97,18 +102,25 @@ class RangeReport:
         """The per-tensor table (a copy)."""
         return self.frame.copy()
 
-    def problems(self, precision: str = "fp16"):
-        """Rows with any overflow or underflow in `precision`."""
+    def problems(self, precision: str = "fp16", kinds: tuple[str, ...] = ("activation", "weight")):
+        """Rows of `kinds` with any overflow or underflow in `precision` (integer rows never have any)."""
         f = self.frame
+        f = f[f["kind"].isin(kinds)]
         return f[(f[f"{precision}_overflow"] > 0) | (f[f"{precision}_underflow"] > 0)]
 
     @property
     def summary(self) -> dict[str, Any]:
-        """Counts of tensors with problems."""
+        """Counts of tensors with problems: tensors_with_* over the activations, weights_with_* over the weights
+        (integer tensors are counted, never range-checked)."""
         f = self.frame
+        kinds = f["kind"].value_counts().to_dict()
+        acts, weights = f[f["kind"] == "activation"], f[f["kind"] == "weight"]
+        cols = ("fp16_overflow", "fp16_underflow", "fp16_subnormal", "bf16_overflow", "bf16_underflow")
         return {"tensors": int(len(f)), "batches": self.batches,
-                **{f"tensors_with_{c}": int((f[c] > 0).sum()) for c in
-                   ("fp16_overflow", "fp16_underflow", "fp16_subnormal", "bf16_overflow", "bf16_underflow")}}
+                **{k + "s": int(kinds.get(k, 0)) for k in ("activation", "weight")},
+                "integers": int(kinds.get("integer", 0)),
+                **{f"tensors_with_{c}": int((acts[c] > 0).sum()) for c in cols},
+                **{f"weights_with_{c}": int((weights[c] > 0).sum()) for c in cols}}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON payload for the workspace."""
@@ -116,8 +128,12 @@ class RangeReport:
 
     def __repr__(self) -> str:
         s = self.summary
-        return (f"<RangeReport {s['tensors']} tensors over {self.batches} batch(es): {s['tensors_with_fp16_overflow']}"
-                f" overflow fp16, {s['tensors_with_fp16_underflow']} underflow fp16>")
+        weights = (f"; weights: {s['weights_with_fp16_overflow']} overflow fp16, {s['weights_with_fp16_underflow']} "
+                   f"underflow fp16" if s["weights"] else "")
+        return (f"<RangeReport {s['tensors']} tensors ({s['activations']} activations, {s['weights']} weights, "
+                f"{s['integers']} integer) over {self.batches} batch(es): activations: "
+                f"{s['tensors_with_fp16_overflow']} overflow fp16, {s['tensors_with_fp16_underflow']} underflow fp16"
+                f"{weights}>")
 
     def _repr_html_(self) -> str:
         from ..markup import esc
