@@ -343,6 +343,16 @@ def test_range_report_counts_match_numpy(tmp_path):
     assert len(rep.problems("fp16")) == 2
 
 
+def test_outputs_none_compares_the_model_outputs_and_bad_outputs_are_refused(tmp_path):
+    s = trtlab.Session(conv_model(), workspace=tmp_path)
+    none = s.compare("fp32", "fp16", outputs=None, data=1).to_frame()
+    assert list(none["tensor"]) == [o.name for o in conv_model().graph.output]
+    assert list(none["tensor"]) == list(s.compare("fp32", "fp16", outputs=[], data=1).to_frame()["tensor"])
+    for bad in (5, [3], {"a": 1.0}.values()):
+        with pytest.raises(ConfigError, match="outputs="):
+            s.compare("fp32", "fp16", outputs=bad, data=1)
+
+
 def test_range_report_labels_kinds_and_never_range_checks_integers(tmp_path):
     """An int64 Slice end of INT64_MAX (how exporters spell 'to the end') and a float weight beyond 65504 in a
     Constant: the integer is no fp16 overflow; the weight is one, shown apart from the activations."""

@@ -243,6 +243,16 @@ def test_precision_tab_charts_and_click_to_pin(range_session, real_compare):
         panel.close()
 
 
+def test_precision_tab_says_why_there_is_no_first_divergence(panel):
+    from trtlab.analysis.compare import ComparisonResult
+    # a table without the NaN/inf counts first_divergence needs (e.g. one read back from an old CSV)
+    frame = pd.DataFrame({"tensor": ["a", "b"], "ratio": [0.0, 0.5], "rel_rms_err": [1e-4, 0.2]})
+    panel.precision.show(ComparisonResult(frame, "fp32", "fp16", 1))
+    status = panel.precision.status.value
+    assert "2 tensors compared" in status and "no first divergence: ConfigError" in status
+    assert "cand_nan" in status and "first_divergence needs a comparison frame" in status
+
+
 def test_precision_tab_runs_a_real_comparison_with_the_build_pins(panel, session):
     tab = panel.precision
     assert not tab.compare_button.disabled and not tab.range_button.disabled

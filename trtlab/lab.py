@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 def mark_outputs(session: "Session", names: Iterable[str] | str) -> list[str]:
     """Mark tensors (a list, or "all") as outputs of engines the session builds from now on; [] clears."""
     from .precision import mark_outputs as _mark
-    wanted = ("*",) if names == "all" else ((names,) if isinstance(names, str) else tuple(names))
+    wanted = wanted_outputs(names, "mark_outputs")
     if wanted:
         _mark(session.model.proto, session.model, wanted)  # ConfigError naming unknown tensors
     session._marked = wanted
@@ -191,11 +191,29 @@ def first_batch(session: "Session", batch: int | None, seed: int, dims: Mapping[
     return next(iter(lab_batches(session, None, batch, seed, dims, shapes)[0]))
 
 
+def wanted_outputs(outputs: Any, what: str) -> tuple[str, ...]:
+    """("*",) for "all", (name,) for one name, the names of an iterable, () for None or [] (the model's outputs);
+    ConfigError for anything else."""
+    from .errors import ConfigError
+    if outputs is None:
+        return ()
+    if isinstance(outputs, str):
+        return ("*",) if outputs == "all" else (outputs,)
+    try:
+        wanted = tuple(outputs)
+    except TypeError:
+        wanted = None
+    if wanted is None or not all(isinstance(n, str) for n in wanted):
+        raise ConfigError(f"{what}={outputs!r}: pass 'all', a tensor name, a list of tensor names, or None / [] "
+                          f"for the model's own outputs")
+    return wanted
+
+
 def lab_names(session: "Session", outputs: Iterable[str] | str) -> list[str]:
     """The tensors a lab run looks at: "all" activations, the named ones, or [] for the model outputs."""
     from .precision import mark_outputs as _mark
     model = session.model
-    wanted = ("*",) if outputs == "all" else ((outputs,) if isinstance(outputs, str) else tuple(outputs))
+    wanted = wanted_outputs(outputs, "outputs")
     if not wanted:
         return [o.name for o in model.outputs]
     _mark(model.proto, model, wanted)  # ConfigError naming unknown tensors

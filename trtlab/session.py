@@ -255,7 +255,8 @@ class Session:
                 data: Any = None, batch: int | None = None, max_segment_bytes: int | str = "128MiB", seed: int = 0,
                 background: bool = False, **build_args: Any):
         """Layer-wise comparison of `candidate` against `reference` over `data` (None: one random batch, int N:
-        N random batches, or an iterable of input dicts), streamed batch by batch; written to the workspace."""
+        N random batches, or an iterable of input dicts), streamed batch by batch; written to the workspace.
+        `outputs`: "all" tensors, a list of names, or None / [] for the model's own outputs."""
         return lab.compare(self, reference, candidate, outputs, data, batch, max_segment_bytes, seed, background,
                            **build_args)
 

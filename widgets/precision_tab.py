@@ -193,23 +193,23 @@ class PrecisionTab:
         """Show a comparison result (a ComparisonResult, or any DataFrame with its columns)."""
         self.result = result
         frame = result_frame(result)
-        div = None
-        first = getattr(result, "first_divergence", None)
-        if callable(first):
-            try:
-                div = first()
-            except Exception:
-                div = None
+        div, why, summary = None, "", None
+        try:  # both need the frame's NaN/inf counts; without them show the table and charts, and say why
+            first = getattr(result, "first_divergence", None)
+            div = first() if callable(first) else None
+            summary = getattr(result, "summary", None)
+            summary = summary() if callable(summary) else summary
+        except Exception as exc:
+            why = f"no first divergence: {type(exc).__name__}: {exc}"
         self.charts.show(frame, divergence=div, range_precision=getattr(result, "range_precision", "fp16"))
-        summary = getattr(result, "summary", None)
-        if callable(summary):
-            summary = summary()
         parts = [f"<b>{len(frame)} tensors compared</b>"]
         if isinstance(summary, dict):
             parts.append(", ".join(f"{esc(str(k))}: {esc(_short(v))}" for k, v in summary.items()))
         if div:
             parts.append(f"first divergence at <b>{esc(str(div.get('tensor')))}</b>: "
                          f"{esc(str(div.get('reason', '')))}")
+        if why:
+            parts.append(esc(why))
         self.status.value = "<br>".join(parts)
 
     def pin_tensor(self, tensor: str) -> str | None:

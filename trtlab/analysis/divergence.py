@@ -137,6 +137,7 @@ def first_divergence(frame: Any, factor: float = FACTOR, floor: float | None = N
 
     Returns {"index", "position", "tensor", "node", "op_type", "inputs", "input_error", "output_error",
     "rel_rms_err", "added_error", "gain", "reason", "rule"} (JSON-ready: floats finite or None)."""
+    _check(frame, "first_divergence")
     sens = sensitivity(frame, precision)
     u = unit_roundoff(precision)
     limit = FLOOR_UNITS * u if floor is None else float(floor)
