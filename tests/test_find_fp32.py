@@ -119,3 +119,26 @@ def test_worst_output_error_against_numpy():
     worst = worst_output_error(ref, cand, ["y", "z"], "max_abs_err")
     expected = max(np.abs(np.concatenate([r["z"] for r in ref]) * 0.5).max(), 0.01)
     assert worst == pytest.approx(expected)
+
+
+def test_sensitivity_ranking_finds_the_brute_force_smallest_set_on_a_real_model(tmp_path):
+    """On a small real model (ORT, fp16 variants), find_fp32_layers with the sensitivity ranking ends on a set as
+    small as the smallest of every subset of the float nodes, measured the same way one subset at a time."""
+    import trtlab
+    from test_divergence import N, _cancel_model
+
+    s = trtlab.Session(_cancel_model(), workspace=tmp_path)
+    x = np.random.default_rng(0).uniform(2, 3, (1, N)).astype(np.float32)
+    ref = s.build("fp32").run({"x": x})["y"].astype(np.float64)
+
+    def error(pins):
+        y = s.build("fp16", fp32_layers=list(pins)).run({"x": x})["y"].astype(np.float64)
+        return float(np.sqrt(np.sum((y - ref) ** 2) / np.sum(ref ** 2)))
+
+    tolerance = 5e-4
+    floats = ["zeros2", "pow", "shift", "cancel", "addz", "out"]
+    smallest = next(size for size in range(len(floats) + 1)
+                    if any(error(c) <= tolerance for c in itertools.combinations(floats, size)))
+    r = s.find_fp32_layers("fp16", data=[{"x": x}], tolerance=tolerance)
+    assert r.met and len(r.pins) == smallest and error(r.pins) <= tolerance
+    assert r.ranking[0] == "cancel"  # the node that adds the most error ranks first; pruning drops it again
