@@ -66,8 +66,8 @@ def test_zero_error_rows_no_longer_make_a_small_error_a_divergence(tmp_path):
 
     div = c.first_divergence()
     assert div["tensor"] == "d" and div["node"] == "cancel" and div["op_type"] == "Sub" and div["inputs"] == ["p"]
-    assert div["output_error"] == pytest.approx(err["d"], rel=0.25)  # ORT keeps p's sum in fp32 inside the Sub
-    assert div["input_error"] == pytest.approx(err["p"], rel=0.25)
+    assert div["output_error"] == pytest.approx(err["d"], rel=0.05)
+    assert div["input_error"] == pytest.approx(err["p"], rel=0.05)
     assert div["added_error"] == pytest.approx(div["output_error"] - div["input_error"])
     assert "Sub" in div["reason"] and "unit roundoff" in div["rule"]
     assert c.summary["first_divergence"] == "d" and "first divergence d" in repr(c)
@@ -89,8 +89,10 @@ def test_a_frame_without_inputs_takes_the_largest_earlier_error():
 
 
 @pytest.mark.corpus
-def test_magika_first_divergence_is_the_node_numpy_says_adds_the_most_error(tmp_path):
+def test_magika_first_divergence_is_the_node_numpy_says_starts_the_error(tmp_path):
     from corpus import get
+
+    from trtlab.backends.ort_fp16 import store_every_fp16
     m = get("magika")
     m.fetch()
     s = trtlab.Session(str(m.path), workspace=tmp_path / "ws")
@@ -98,24 +100,29 @@ def test_magika_first_divergence_is_the_node_numpy_says_adds_the_most_error(tmp_
     c = s.compare("fp32", "fp16", outputs="all", data=feeds, shapes=m.shapes())
     div = c.first_divergence()
 
-    # independent: plain ONNX Runtime on the original model and on trtlab's fp16 variant, every node output marked
+    # independent: plain ONNX Runtime on the original model and on the fp16 engine's model (trtlab's fp16 variant
+    # with every fp16 tensor stored in fp16, as compare runs it on the CPU), every node output marked; per-tensor
+    # errors, what each node reads and the rule in numpy here
+    graph = onnx.load(str(m.path)).graph
+    names = [o for n in graph.node for o in n.output if o]
+
     def run(proto: onnx.ModelProto) -> dict[str, np.ndarray]:
         p = onnx.ModelProto()
         p.CopyFrom(proto)
-        names = [o for n in p.graph.node for o in n.output if o]
+        made = {o for n in p.graph.node for o in n.output}
+        stored = [t + "/fp16" if t + "/fp16" in made else t for t in names]  # the fp16 store of each tensor
         del p.graph.output[:]
-        p.graph.output.extend(helper.make_empty_tensor_value_info(t) for t in names)
+        p.graph.output.extend(helper.make_empty_tensor_value_info(t) for t in stored)
         so = ort.SessionOptions()
         so.log_severity_level = 4
         sess = ort.InferenceSession(p.SerializeToString(), so, providers=["CPUExecutionProvider"])
-        return dict(zip(names, sess.run(names, feeds[0])))
+        return dict(zip(names, sess.run(stored, feeds[0])))
 
-    graph = onnx.load(str(m.path)).graph
     ref = run(onnx.load(str(m.path)))
-    cand = run(s._engine_cache.make_variant(s.make_config("fp16", shapes=m.shapes())).model)
+    cand = run(store_every_fp16(s._engine_cache.make_variant(s.make_config("fp16", shapes=m.shapes())).model)[0])
     err, bad = {}, set()
     for t, r in ref.items():
-        if t in cand and r.dtype.kind == "f":  # magika has no weights in Constant nodes: floats are activations
+        if r.dtype.kind == "f":  # magika has no weights in Constant nodes: its float tensors are activations
             k = cand[t].astype(np.float64)
             fin = np.isfinite(k)
             bad |= {t} if not fin.all() else set()
@@ -130,8 +137,10 @@ def test_magika_first_divergence_is_the_node_numpy_says_adds_the_most_error(tmp_
             if any(o in bad for o in outs):
                 break  # the overflow in the GELU comes later; stop at the first non-finite tensor
     expected = next(n for n in order if added[n] > 4 * inp[n] and added[n] > 10 * U16)
-    assert expected == max(order, key=added.get)  # the first one over the bar is also the largest before overflow
     assert div is not None and div["node"] == expected
+    assert div["input_error"] == pytest.approx(inp[expected], rel=0.05)
+    assert div["added_error"] == pytest.approx(added[expected], rel=0.05)
     f = c.to_frame().set_index("tensor")
     assert f.loc[div["tensor"], "kind"] == "activation"
-    assert div["added_error"] == pytest.approx(added[expected], rel=0.1)
+    # the node the error starts at is not where it is largest: a later one amplifies what it passes on
+    assert max(order, key=added.get) != expected and order.index(max(order, key=added.get)) > order.index(expected)
