@@ -9,7 +9,8 @@ import pytest
 
 import trtlab
 from trtlab.analysis.benchmark import BenchmarkResult, latency_stats
-from trtlab.tables import fused_coverage, parse_ort_profile
+from trtlab.backends.ort_optimized import coverage
+from trtlab.tables import parse_ort_profile
 from trtlab.errors import ConfigError
 
 
@@ -127,10 +128,10 @@ def test_fused_coverage_traces_original_nodes(tiny_model):
         helper.make_node("Conv", ["input", "w0", "b0"], ["r0"], name="conv0_fused"),
         helper.make_node("FusedConv", ["r0", "w1", "b1", "r0"], ["r1"], name="conv1_fused", domain="com.microsoft"),
         helper.make_node("GlobalAveragePool", ["r1"], ["p"], name="pool")])
-    cov = fused_coverage(tiny_model, opt)
+    cov = coverage(tiny_model, tiny_model, opt)
     assert cov["conv0_fused"] == ["conv0", "relu0"]
     assert cov["conv1_fused"] == ["conv1", "add1", "relu1"]
-    assert "pool" not in cov
+    assert cov["pool"] == ["pool"]  # an unchanged node covers itself
 
 
 def test_ort_fused_nodes_name_what_they_cover(tiny_model, workspace):

@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # the model, its demo zoo, and the input data a user gives for it (feed checking, batch iteration)
     ("model", ("trtlab.model", "trtlab.zoo", "trtlab.feeds", "trtlab.batches")),
     ("precision", ("trtlab.precision",)),
-    ("tables", ("trtlab.tables",)),
+    ("tables", ("trtlab.tables", "trtlab.nodemap")),
     ("backends", ("trtlab.backends",)),
     # analyses and figures are one layer: figures are DataFrame in, Figure out, and may use pure analysis
     # helpers (the knee, the first divergence); trtexec reads exports into the analysis results

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import TrtexecFormatError
+from .errors import ConfigError, TrtexecFormatError
+from .nodemap import inherit, layer_nodes, resolve_names, split_time, variant_origin
 
 COLUMNS = ["name", "op_type", "provider", "precision", "input_shapes", "output_shapes", "median_ms", "mean_ms",
            "min_ms", "max_ms", "count", "share", "fused_from", "effective_precision", "stored_as"]
@@ -55,6 +56,21 @@ class LayerProfile:
         """Sum of median layer times (ms)."""
         return float(self.frame["median_ms"].sum())
 
+    def by_onnx_node(self) -> pd.DataFrame:
+        """Time per source ONNX node: each layer's median time split over the nodes it covers (`fused_from`).
+
+        The split follows the nodes' estimated arithmetic (`meta['node_costs']`, `trtlab.nodemap.node_costs`:
+        multiply-adds of Conv/MatMul/Gemm, one operation per output element otherwise), in equal parts where a
+        cost is unknown or none is given (trtexec imports without a model). Layers that cover no node are kept
+        under NO_NODE, so `time_ms` sums to `total_ms`. Columns: time_ms, share, layers (names); index: node."""
+        return node_table(self.frame, self.meta.get("node_costs"))
+
+    def node_map(self) -> pd.DataFrame:
+        """One row per (layer, ONNX node it covers): the layer table's `fused_from` exploded."""
+        f = self.frame[["name", "op_type", "median_ms", "fused_from"]].copy()
+        f["fused_from"] = [list(v) if isinstance(v, (list, tuple)) else [] for v in f["fused_from"]]
+        return f.explode("fused_from").rename(columns={"fused_from": "onnx_node"}).reset_index(drop=True)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (what the workspace stores)."""
         return {"kind": "profile", "engine": self.engine, "runs": self.runs, "batch": self.batch,
@@ -92,6 +108,99 @@ class LayerProfile:
                 .to_html(index=False, float_format=lambda v: f"{v:.4g}"))
 
 
+NO_NODE = "(no ONNX node)"
+
+
+def _nodes_of(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, (list, tuple, np.ndarray)) else []
+
+
+def node_table(frame: pd.DataFrame, costs: dict[str, float] | None = None) -> pd.DataFrame:
+    """A layer table's median times per ONNX node (see LayerProfile.by_onnx_node)."""
+    time: dict[str, float] = {}
+    layers: dict[str, list[str]] = {}
+    for name, ms, nodes in zip(frame["name"], frame["median_ms"], frame["fused_from"]):
+        ms = 0.0 if pd.isna(ms) else float(ms)
+        parts = split_time(ms, _nodes_of(nodes), costs) or {NO_NODE: ms}
+        for node, t in parts.items():
+            time[node] = time.get(node, 0.0) + t
+            layers.setdefault(node, []).append(str(name))
+    out = pd.DataFrame({"time_ms": pd.Series(time, dtype=float),
+                        "layers": pd.Series(layers, dtype=object)})
+    out.index.name = "node"
+    total = float(out["time_ms"].sum()) if len(out) else 0.0
+    out["share"] = out["time_ms"] / total if total > 0 else 0.0
+    return out[["time_ms", "share", "layers"]]
+
+
+def _frame(p: Any) -> pd.DataFrame:
+    return p.frame if isinstance(p, LayerProfile) else p
+
+
+def compare_layers(a: Any, b: Any, labels: tuple[str, str] = ("A", "B")) -> pd.DataFrame:
+    """Two engines' layers paired by the ONNX nodes they cover, as TensorRT Engine Explorer pairs engines.
+
+    Layers of either engine that cover a common node fall into one group (the union, where the engines fused
+    differently), so every group is compared whole. `a`, `b`: LayerProfiles or their frames (trtexec imports
+    too). One row per group, slowest first: nodes, layers_a, layers_b, ms_a, ms_b, speedup (ms_a / ms_b) and
+    status ('paired', 'only a', 'only b'); `attrs['labels']` keeps the labels."""
+    fa, fb = _frame(a), _frame(b)
+    rows = [("a", k, r) for k, r in enumerate(fa[["name", "median_ms", "fused_from"]].itertuples(index=False))]
+    rows += [("b", k, r) for k, r in enumerate(fb[["name", "median_ms", "fused_from"]].itertuples(index=False))]
+    parent = list(range(len(rows)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    owner: dict[str, int] = {}
+    for i, (_side, _k, r) in enumerate(rows):
+        for node in _nodes_of(r.fused_from):
+            if node in owner:
+                parent[find(i)] = find(owner[node])
+            else:
+                owner[node] = i
+    groups: dict[int, list[int]] = {}
+    for i in range(len(rows)):
+        groups.setdefault(find(i), []).append(i)
+    out = []
+    for members in groups.values():
+        side = {"a": [rows[i] for i in members if rows[i][0] == "a"], "b": [rows[i] for i in members if rows[i][0] == "b"]}
+        nodes = list(dict.fromkeys(n for i in members for n in _nodes_of(rows[i][2].fused_from)))
+        ms = {s: float(np.nansum([r.median_ms for _, _, r in side[s]])) if side[s] else np.nan for s in "ab"}
+        out.append({"nodes": nodes, "layers_a": [str(r.name) for _, _, r in side["a"]],
+                    "layers_b": [str(r.name) for _, _, r in side["b"]], "ms_a": ms["a"], "ms_b": ms["b"],
+                    "speedup": ms["a"] / ms["b"] if side["a"] and side["b"] and ms["b"] > 0 else np.nan,
+                    "status": "paired" if side["a"] and side["b"] else ("only a" if side["a"] else "only b"),
+                    "_first": min(members)})
+    f = pd.DataFrame(out, columns=["nodes", "layers_a", "layers_b", "ms_a", "ms_b", "speedup", "status", "_first"])
+    f["_key"] = f[["ms_a", "ms_b"]].max(axis=1)
+    f = f.sort_values(["_key", "_first"], ascending=[False, True], kind="stable").drop(columns=["_key", "_first"])
+    f = f.reset_index(drop=True)
+    f.index.name = "group"
+    f.attrs["labels"] = tuple(str(x) for x in labels)
+    return f
+
+
+def compare_nodes(profiles: list[Any], labels: list[str] | None = None) -> pd.DataFrame:
+    """Per-ONNX-node times of any number of engines side by side (LayerProfiles, trtexec ones included): one
+    column of ms per engine (named by `labels`, default the engines' names), and `speedup_<label>` = the first
+    engine's time over that engine's. Nodes one engine lacks are NaN there."""
+    if not profiles:
+        return pd.DataFrame()
+    labels = list(labels or [p.engine or f"engine {k}" for k, p in enumerate(profiles)])
+    if len(labels) != len(profiles) or len(set(labels)) != len(labels):
+        raise ConfigError(f"compare_nodes needs one distinct label per profile, got {labels}")
+    cols = {lab: p.by_onnx_node()["time_ms"] for lab, p in zip(labels, profiles)}
+    f = pd.DataFrame(cols)
+    for lab in labels[1:]:
+        f[f"speedup_{lab}"] = f[labels[0]] / f[lab].where(f[lab] > 0)
+    f.index.name = "node"
+    return f
+
+
 def make_profile(rows: list[dict[str, Any]], **kw: Any) -> LayerProfile:
     """Build a LayerProfile from row dicts (missing columns filled), computing each layer's share."""
     frame = pd.DataFrame(rows)
@@ -116,33 +225,14 @@ def _shapes(entries: list[dict[str, Any]] | None) -> list[list[int]]:
     return [next(iter(e.values())) for e in entries or [] if e]
 
 
-def fused_coverage(original: Any, optimized: Any) -> dict[str, list[str]]:
-    """For each node ONNX Runtime created by fusion, the original nodes it covers (traced through tensors)."""
-    orig_outputs = {n.name: list(n.output) for n in original.graph.node}
-    producer = {o: n for n in original.graph.node for o in n.output if o}
-    opt_tensors = {t for n in optimized.graph.node for t in list(n.input) + list(n.output)}
-    opt_tensors |= {i.name for i in optimized.graph.input} | {i.name for i in optimized.graph.initializer}
-    cover: dict[str, list[str]] = {}
-    for node in optimized.graph.node:
-        if orig_outputs.get(node.name) == list(node.output):
-            continue  # the original node, unchanged
-        seen: list[str] = []
-        stack = [o for o in node.output if o in producer]
-        while stack:
-            src = producer[stack.pop()]
-            if src.name in seen:
-                continue
-            seen.append(src.name)
-            # walk back until a tensor that also exists in the optimized graph: that is this node's boundary
-            stack.extend(i for i in src.input if i in producer and i not in opt_tensors)
-        order = {n.name: k for k, n in enumerate(original.graph.node)}
-        cover[node.name] = sorted(seen, key=order.get)
-    return cover
+def parse_ort_profile(events: list[dict[str, Any]], skip_runs: int = 0,
+                      coverage: dict[str, list[str]] | None = None, optimized: Any = None, engine: str = "",
+                      batch: int | None = None) -> LayerProfile:
+    """Turn ONNX Runtime's enable_profiling JSON into a LayerProfile, dropping the first `skip_runs` runs.
 
-
-def parse_ort_profile(events: list[dict[str, Any]], skip_runs: int = 0, original: Any = None,
-                      optimized: Any = None, engine: str = "", batch: int | None = None) -> LayerProfile:
-    """Turn ONNX Runtime's enable_profiling JSON into a LayerProfile, dropping the first `skip_runs` runs."""
+    `coverage` ({optimised node name: source ONNX node ids}, `trtlab.backends.ort_optimized.coverage`) fills each
+    row's `fused_from`; a row it does not name (or without it) covers the node of its own name. `optimized` (the
+    optimised graph the profiled session ran) tells what each layer's output is stored as after its casts."""
     runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
     kept = runs[skip_runs:]
 
@@ -172,7 +262,6 @@ def parse_ort_profile(events: list[dict[str, Any]], skip_runs: int = 0, original
                           "effective_precision": node_precision(args.get("op_name"), in_types, out_types),
                           "stored_as": next((t for t in out_types if t in FLOATS), None)}
         times.setdefault(name, []).append(e["dur"] / 1000.0)
-    cover = fused_coverage(original, optimized) if original is not None and optimized is not None else {}
     if optimized is not None:
         for name, stored in stored_after_casts(optimized, info).items():
             info[name]["stored_as"] = stored
@@ -181,7 +270,7 @@ def parse_ort_profile(events: list[dict[str, Any]], skip_runs: int = 0, original
         t = np.asarray(times[name])
         rows.append({"name": name, **info[name], "median_ms": float(np.median(t)), "mean_ms": float(t.mean()),
                      "min_ms": float(t.min()), "max_ms": float(t.max()), "count": int(t.size),
-                     "fused_from": cover.get(name, [])})
+                     "fused_from": list(coverage[name]) if coverage and name in coverage else [name]})
     return make_profile(rows, engine=engine, runs=len(kept), batch=batch, source="onnxruntime")
 
 
@@ -449,14 +538,22 @@ def parse_profile(data: Any, path: str = "<profile>") -> tuple[int, list[dict[st
 
 
 def fused_nodes(name: str, layer: dict[str, Any], metadata: str | None = None) -> list[str]:
-    """ONNX nodes a layer covers: from its '[ONNX Layer: a][ONNX Layer: b]' metadata, else 'A + B + C' naming."""
-    if metadata:
-        found = re.findall(r"\[ONNX Layer: (.*?)\]", metadata)
-        if found:
-            return list(dict.fromkeys(found))
-    if layer.get("type") == "Reformat" or name.startswith("Reformatting CopyNode") or " + " not in name:
-        return []
-    return name.split(" + ")
+    """ONNX nodes a layer covers as its own record says: its '[ONNX Layer: a]' metadata, else its name unwrapped
+    (`trtlab.nodemap.layer_nodes`); `fold_layers` resolves them against a model."""
+    return layer_nodes(name, metadata, layer.get("type"))
+
+
+def fold_layers(layers: pd.DataFrame, source: Any, variant: Any = None) -> pd.DataFrame:
+    """A layer table (parse_layer_info) with `fused_from` as source node ids: names resolved against the source
+    model (`variant` maps what trtlab inserted, e.g. fp16 Casts, to the node each serves), and layers covering
+    none (reformats, Myelin moves) given the nodes of the layer they serve, found through their tensors."""
+    origin = variant_origin(source, variant) if variant is not None else {}
+    rows = [{"name": r["name"], "nodes": resolve_names(_nodes_of(r["fused_from"]), source, origin),
+             "inputs": [t["name"] for t in r["inputs"] or []], "outputs": [t["name"] for t in r["outputs"] or []]}
+            for r in layers.to_dict("records")]
+    out = layers.copy()
+    out["fused_from"] = [r["nodes"] for r in inherit(rows)]
+    return out
 
 
 _TIME_KEYS = ("startH2dMs", "endD2hMs", "computeMs")

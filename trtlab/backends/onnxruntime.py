@@ -85,6 +85,7 @@ class OrtEngine(Engine):
         # the model the session runs: the variant, or with fp16_mode="faithful" the variant with fp16 stores
         self.session_model = session_model if session_model is not None else variant.model.SerializeToString()
         self.stores = stores  # the Casts that fp16_mode="faithful" added (a round trip through fp16 per tensor)
+        self._session_proto: Any = None
         self._session_options = session_options
         self._providers = providers
         self._provider_options = provider_options
@@ -217,9 +218,14 @@ class OrtEngine(Engine):
             if opt_path.exists():
                 import onnx
                 optimized = onnx.load(str(opt_path), load_external_data=False)
-        prof = parse_ort_profile(events, skip_runs=warmup, original=self.variant.model, optimized=optimized,
-                                 engine=self.name, batch=_batch_of(feeds))
+        from .ort_optimized import coverage
+        from ..nodemap import node_costs
+        # rows are named by this session's optimised graph (its token names differ from any other session's)
+        cover = coverage(self.model.proto, self.session_proto, optimized) if optimized is not None else None
+        prof = parse_ort_profile(events, skip_runs=warmup, coverage=cover, optimized=optimized, engine=self.name,
+                                 batch=_batch_of(feeds))
         prof.meta["precision"] = self.config.precision
+        prof.meta["node_costs"] = node_costs(self.model.proto, {k: tuple(v.shape) for k, v in feeds.items()})
         if self.on_cuda:
             # ORT's release builds time each node on the host; CUDA kernels run asynchronously, so a node's time is
             # mostly its launch cost and the sum is below the measured latency. Say so instead of hiding it.
@@ -231,17 +237,29 @@ class OrtEngine(Engine):
             prof.meta["timing"] = "host time per node (CPU provider: the node's execution time)"
         return prof
 
-    def layers(self):
-        """The graph ONNX Runtime executes after its optimizations (fused nodes as one row)."""
+    @property
+    def session_proto(self) -> Any:
+        """The model the session runs (`session_model`) as an onnx.ModelProto."""
+        if self._session_proto is None:
+            import onnx
+            self._session_proto = onnx.load_from_string(self.session_model)
+        return self._session_proto
+
+    def optimized_model(self) -> Any:
+        """The graph ONNX Runtime runs for this engine (its optimisation level, options and providers), as an
+        onnx.ModelProto; `trtlab.backends.ort_optimized.optimized_graph` maps its nodes to the source model."""
         import onnx
-        from ..model import Model as _M
         with tempfile.TemporaryDirectory(prefix="trtlab-opt-") as tmp:
             so = _session_options(self.config)
             so.optimized_model_filepath = os.path.join(tmp, "optimized.onnx")
             _ort().InferenceSession(self.session_model, so, providers=self._providers,
                                     provider_options=self._provider_options)
-            proto = onnx.load(so.optimized_model_filepath, load_external_data=False)
-        return _M(proto, name=self.model.name + " (optimized)").graph()
+            return onnx.load(so.optimized_model_filepath, load_external_data=False)
+
+    def layers(self):
+        """The graph ONNX Runtime executes after its optimizations (fused nodes as one row)."""
+        from ..model import Model as _M
+        return _M(self.optimized_model(), name=self.model.name + " (optimized)").graph()
 
     def save(self, path: str | Path) -> Path:
         """Save the variant ONNX model (what this backend builds from) and metadata JSON beside it."""

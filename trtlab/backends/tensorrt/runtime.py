@@ -533,7 +533,8 @@ class TensorRTEngine(Engine):
     def profile_layers(self, feeds: Mapping[str, np.ndarray], runs: int = 20, warmup: int = 3,
                        reporter: "Reporter | None" = None) -> "LayerProfile":
         """IProfiler per-layer times over `runs` synchronous executions (same table as ONNX Runtime)."""
-        from ...tables import make_profile
+        from ...nodemap import node_costs
+        from ...tables import fused_nodes, make_profile
         self._engine()
         feeds = self.check_feeds(feeds)
         c = self._context_for(feeds)
@@ -563,25 +564,30 @@ class TensorRTEngine(Engine):
                          "precision": li.get("precision"), "input_shapes": li.get("input_shapes", []),
                          "output_shapes": li.get("output_shapes", []), "median_ms": float(np.median(t)),
                          "mean_ms": float(t.mean()), "min_ms": float(t.min()), "max_ms": float(t.max()),
-                         "count": int(t.size), "fused_from": [] if " + " not in name else name.split(" + ")})
+                         "count": int(t.size),
+                         "fused_from": li["fused_from"] if "fused_from" in li else fused_nodes(name, {})})
         batch = next((int(a.shape[0]) for a in feeds.values() if a.ndim), None)
         return make_profile(rows, engine=self.name, runs=runs, batch=batch, source=self.api.family,
-                            meta={"device": self.device})
+                            meta={"device": self.device, "node_costs": node_costs(
+                                self.model.proto, {k: tuple(v.shape) for k, v in feeds.items()})})
 
     def layers(self) -> "pd.DataFrame":
         """IEngineInspector layer information: fused layers, tactics, formats, precisions (as trtexec's).
 
-        Without a GPU the same table comes from the layer dump TensorRT logged while building this plan."""
-        from ...tables import parse_layer_info
+        Without a GPU the same table comes from the layer dump TensorRT logged while building this plan. Each
+        layer's `fused_from` names the source model's nodes it covers (`trtlab.tables.fold_layers`)."""
+        from ...tables import fold_layers, parse_layer_info
         lines = self.metadata.get("build_layers")
         if lines and self._trt_engine is None and running_device() is None:
             from .inspector import oneline_to_layers
-            return parse_layer_info({"Layers": oneline_to_layers(lines)}, f"{self.name} build log")
-        c = self._context()
-        inspector = self._engine().create_engine_inspector()
-        inspector.execution_context = c.ctx
-        text = inspector.get_engine_information(self.api.module.LayerInformationFormat.JSON)
-        return parse_layer_info(json.loads(text), f"{self.name} engine inspector")
+            table = parse_layer_info({"Layers": oneline_to_layers(lines)}, f"{self.name} build log")
+        else:
+            c = self._context()
+            inspector = self._engine().create_engine_inspector()
+            inspector.execution_context = c.ctx
+            text = inspector.get_engine_information(self.api.module.LayerInformationFormat.JSON)
+            table = parse_layer_info(json.loads(text), f"{self.name} engine inspector")
+        return fold_layers(table, self.model.proto, self.variant.model)
 
     def save_runtime_cache(self) -> Path | None:
         """Write the TensorRT-RTX runtime cache of the first context (JIT-compiled kernels) for the next run."""
