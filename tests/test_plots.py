@@ -80,28 +80,30 @@ def test_op_type_breakdown_treemap_and_bar_sum_to_total(profile):
         plots.op_type_breakdown(by_op, kind="pie")
 
 
-def test_layer_comparison_matches_layers_by_name(mlp_session, real_profile):
-    # the MLP optimized (Gemm+Relu fused: "fused fc0", ...) against the MLP with every node run as exported
+def test_layer_comparison_pairs_layers_by_the_onnx_nodes_they_cover(mlp_session, real_profile):
+    # the MLP optimized (Gemm+Relu fused: "fused fc0", ...) against the MLP with every node run as exported:
+    # no layer name but fc2 is common, yet every layer pairs through the ONNX nodes it runs
     plain = mlp_session.profile_layers(mlp_session.build("fp32", batch=2, graph_optimization="disable"), runs=5,
                                        warmup=1)
     a = real_profile.to_frame().set_index("name")["median_ms"]
     b = plain.to_frame().set_index("name")["median_ms"]
-    common, only_a, only_b = set(a.index) & set(b.index), set(a.index) - set(b.index), set(b.index) - set(a.index)
-    assert common == {"fc2"} and only_a and {"fc0", "relu0", "fc1", "relu1"} <= only_b
+    assert set(a.index) & set(b.index) == {"fc2"}
     fig = plots.layer_comparison(real_profile.to_frame(), plain.to_frame(), labels=("all", "disable"))
     fa, fb = fig.data
     assert (fa.name, fb.name) == ("all", "disable")
     ya, yb = dict(zip(fa.y, fa.x)), dict(zip(fb.y, fb.x))
-    assert set(ya) == set(yb) == set(a.index) | set(b.index)  # one row per layer name of either engine
-    for n in a.index:
-        assert ya[n] == a[n] and (yb[n] == b[n] if n in common else np.isnan(yb[n]))
-    for n in only_b:
-        assert np.isnan(ya[n]) and yb[n] == b[n]
-    assert f"disable/all = {b['fc2'] / a['fc2']:.2f}x" in " ".join(fb.hovertext)
-    assert f"{len(only_a)} layers only in all, {len(only_b)} only in disable" in fig.layout.title.text
-    slowest = max(set(ya), key=lambda n: np.nanmax([ya[n], yb[n]]))
-    assert np.nanmax([ya[slowest], yb[slowest]]) == np.nanmax([ya[list(fig.layout.yaxis.categoryarray)[-1]],
-                                                               yb[list(fig.layout.yaxis.categoryarray)[-1]]])
+    # the graph's Gemm/Relu pairs, read from the model itself: each pair is one group holding both engines' layers
+    nodes = [n.name for n in mlp_session.model.proto.graph.node]
+    assert nodes == ["fc0", "relu0", "fc1", "relu1", "fc2"]
+    assert set(ya) == {"fc0 .. relu0 (2 nodes)", "fc1 .. relu1 (2 nodes)", "fc2"}
+    assert ya["fc0 .. relu0 (2 nodes)"] == a["fused fc0"]
+    assert yb["fc0 .. relu0 (2 nodes)"] == pytest.approx(b["fc0"] + b["relu0"])
+    assert ya["fc2"] == a["fc2"] and yb["fc2"] == b["fc2"]
+    assert "3 groups paired by ONNX node" in fig.layout.title.text and "only in" not in fig.layout.title.text
+    ratio = (b["fc1"] + b["relu1"]) / a["fused fc1"]
+    assert any(f"disable/all = {ratio:.2f}x" in h for h in fb.hovertext)
+    last = list(fig.layout.yaxis.categoryarray)[-1]  # drawn on top: the slowest group
+    assert max(ya[last], yb[last]) == max(max(ya[n], yb[n]) for n in ya)
 
 
 def test_layer_comparison_of_two_real_engines(session):

@@ -149,6 +149,36 @@ def ort_coverage(variant: Any, optimized: Any) -> dict[str, list[str]]:
             tensors = [base[:-6]]
         ends[n.name] = tensors
         claimed.update(tensors)
+    # the NCHWc transformer names a Conv after its output before it fused a following Add (its 4th, "Sum" input)
+    # and activation into it: those nodes are this Conv's too
+    onames = {_strip_ort(n.name) for n in onodes}
+    readers: dict[str, list[Any]] = {}
+    for v in vnodes:
+        for t in v.input:
+            readers.setdefault(t, []).append(v)
+
+    def absorb(end: str, ops: tuple[str, ...]) -> str | None:
+        for r in readers.get(end, []):
+            if r.op_type in ops and r.name not in onames and r.output and r.output[0] not in claimed:
+                return r.output[0]
+        return None
+
+    for n in onodes:
+        if n.op_type != "Conv" or n.domain != "com.microsoft.nchwc" or len(ends[n.name]) != 1:
+            continue
+        end, added = ends[n.name][0], []
+        if len([t for t in n.input if t]) >= 4:
+            nxt = absorb(end, ("Add", "Sum"))
+            if nxt:
+                added.append(nxt)
+                end = nxt
+        act = next((a.s.decode() for a in n.attribute if a.name == "activation"), None)
+        if act:
+            nxt = absorb(end, (act,))
+            if nxt:
+                added.append(nxt)
+        ends[n.name] = ends[n.name] + added
+        claimed.update(added)
     for n in onodes:
         if n.op_type in ORT_AUX_OPS:
             continue

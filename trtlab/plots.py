@@ -172,9 +172,20 @@ def op_type_breakdown(by_op_type_frame: pd.DataFrame, kind: str = "treemap", tit
     return fig
 
 
+def _group_label(nodes: list[str], layers: list[str]) -> str:
+    if len(nodes) == 1:
+        return nodes[0]
+    if nodes:
+        return f"{nodes[0]} .. {nodes[-1]} ({len(nodes)} nodes)"
+    return " + ".join(layers) or "?"
+
+
 def layer_comparison(frame_a: pd.DataFrame, frame_b: pd.DataFrame, labels: Sequence[str] = ("A", "B"),
                      top: int | None = None, title: str | None = None) -> go.Figure:
-    """Side-by-side per-layer times of two engines matched by layer name (TensorRT FAQ: FP32 against FP16/INT8)."""
+    """Side-by-side times of two engines' layers paired by the ONNX nodes they cover (tables.compare_layers: the
+    layers covering common nodes form one group, as TensorRT Engine Explorer pairs engines); the hover names each
+    side's layers and the speed-up. Frames without `fused_from` pair layers of the same name."""
+    from .tables import compare_layers
     for fr in (frame_a, frame_b):
         _require(fr, ["name", "median_ms"], "layer_comparison")
     if len(labels) != 2:
@@ -183,33 +194,43 @@ def layer_comparison(frame_a: pd.DataFrame, frame_b: pd.DataFrame, labels: Seque
     if la == lb:
         la, lb = la + " (A)", lb + " (B)"
     la, lb = plot_text(la), plot_text(lb)  # shown in the legend, hover and title
-    a = frame_a.groupby("name", sort=False)["median_ms"].sum()
-    b = frame_b.groupby("name", sort=False)["median_ms"].sum()
-    names = list(dict.fromkeys(list(a.index) + list(b.index)))
-    m = pd.DataFrame({"name": names, "a": a.reindex(names).to_numpy(), "b": b.reindex(names).to_numpy()})
-    m["key"] = m[["a", "b"]].max(axis=1)
-    m = m.sort_values("key", ascending=False)
+    m = compare_layers(frame_a, frame_b, (la, lb))
+    names = [_group_label(n, a or b) for n, a, b in zip(m["nodes"], m["layers_a"], m["layers_b"])]
+    seen: dict[str, int] = {}
+    for k, n in enumerate(names):  # one category per group
+        seen[n] = seen.get(n, 0) + 1
+        if seen[n] > 1:
+            names[k] = f"{n} #{seen[n]}"
+    m["label"] = [plot_text(n) for n in names]
     shown = (m.head(top) if top else m).iloc[::-1]
-    ratio = shown["b"] / shown["a"]
 
-    def hover(t: pd.Series, other: pd.Series, label: str) -> list[str]:
-        return [f"<b>{plot_text(n)}</b><br>{label}: " + ("not present" if pd.isna(x) else f"{x:.4f} ms")
-                + ("" if pd.isna(r) else f"<br>{lb}/{la} = {r:.2f}x") for n, x, r in zip(shown["name"], t, ratio)]
+    def hover(side: str, label: str) -> list[str]:
+        out = []
+        for _, r in shown.iterrows():
+            t = r[f"ms_{side}"]
+            layers = r[f"layers_{side}"]
+            text = (f"<b>{r['label']}</b><br>{label}: " + ("no layer" if pd.isna(t) else f"{t:.4f} ms in "
+                    f"{len(layers)} layer(s): {plot_text(', '.join(layers[:4]))}{' ...' if len(layers) > 4 else ''}"))
+            if not pd.isna(r["speedup"]):
+                text += f"<br>{lb}/{la} = {r['ms_b'] / r['ms_a']:.2f}x (speed-up {r['speedup']:.2f}x)"
+            out.append(text)
+        return out
 
     fig = go.Figure([
-        go.Bar(x=shown["a"], y=shown["name"], orientation="h", name=la, marker_color=PALETTE[0],
-               hovertext=hover(shown["a"], shown["b"], la), hoverinfo="text"),
-        go.Bar(x=shown["b"], y=shown["name"], orientation="h", name=lb, marker_color=PALETTE[1],
-               hovertext=hover(shown["b"], shown["a"], lb), hoverinfo="text")])
-    ta, tb = float(a.sum()), float(b.sum())
-    only_a, only_b = int(m["b"].isna().sum()), int(m["a"].isna().sum())
-    sub = f"{la} {ta:.3f} ms, {lb} {tb:.3f} ms" + (f"; {only_a} layers only in {la}, {only_b} only in {lb}"
-                                                  if only_a or only_b else "")
+        go.Bar(x=shown["ms_a"], y=shown["label"], orientation="h", name=la, marker_color=PALETTE[0],
+               hovertext=hover("a", la), hoverinfo="text"),
+        go.Bar(x=shown["ms_b"], y=shown["label"], orientation="h", name=lb, marker_color=PALETTE[1],
+               hovertext=hover("b", lb), hoverinfo="text")])
+    ta, tb = float(np.nansum(m["ms_a"])), float(np.nansum(m["ms_b"]))
+    paired = int((m["status"] == "paired").sum())
+    only_a, only_b = int((m["status"] == "only a").sum()), int((m["status"] == "only b").sum())
+    sub = (f"{la} {ta:.3f} ms, {lb} {tb:.3f} ms; {paired} groups paired by ONNX node"
+           + (f"; {only_a} only in {la}, {only_b} only in {lb}" if only_a or only_b else ""))
     fig.update_layout(title=title or f"Per-layer time: {la} vs {lb}<br><sup>{sub}</sup>", barmode="group",
-                      xaxis_title="median time per layer [ms]", yaxis_title="layer",
+                      xaxis_title="median time per layer group [ms]", yaxis_title="ONNX nodes",
                       height=max(340, 26 * len(shown) + 140),
-                      yaxis=dict(categoryorder="array", categoryarray=list(shown["name"]),
-                                 **_category_ticks(shown["name"])), **_LAYOUT)
+                      yaxis=dict(categoryorder="array", categoryarray=list(shown["label"]),
+                                 **_category_ticks(shown["label"])), **_LAYOUT)
     return fig
 
 

@@ -137,6 +137,12 @@ def _frame(p: Any) -> pd.DataFrame:
     return p.frame if isinstance(p, LayerProfile) else p
 
 
+def _with_nodes(f: pd.DataFrame) -> pd.DataFrame:
+    if "fused_from" in f:
+        return f
+    return f.assign(fused_from=[[str(n)] for n in f["name"]])  # no node lists: a layer stands for its name
+
+
 def compare_layers(a: Any, b: Any, labels: tuple[str, str] = ("A", "B")) -> pd.DataFrame:
     """Two engines' layers paired by the ONNX nodes they cover, as TensorRT Engine Explorer pairs engines.
 
@@ -144,7 +150,7 @@ def compare_layers(a: Any, b: Any, labels: tuple[str, str] = ("A", "B")) -> pd.D
     differently), so every group is compared whole. `a`, `b`: LayerProfiles or their frames (trtexec imports
     too). One row per group, slowest first: nodes, layers_a, layers_b, ms_a, ms_b, speedup (ms_a / ms_b) and
     status ('paired', 'only a', 'only b'); `attrs['labels']` keeps the labels."""
-    fa, fb = _frame(a), _frame(b)
+    fa, fb = (_with_nodes(_frame(x)) for x in (a, b))
     rows = [("a", k, r) for k, r in enumerate(fa[["name", "median_ms", "fused_from"]].itertuples(index=False))]
     rows += [("b", k, r) for k, r in enumerate(fb[["name", "median_ms", "fused_from"]].itertuples(index=False))]
     parent = list(range(len(rows)))

@@ -12,7 +12,9 @@ import pandas as pd
 
 from .analysis.benchmark import BenchmarkResult
 from .errors import TrtexecFormatError
-from .tables import LayerProfile, fused_nodes, make_profile, parse_layer_info, parse_profile, parse_times
+from .nodemap import name_resolver, node_costs
+from .tables import (LayerProfile, fold_layers, fused_nodes, make_profile, parse_layer_info, parse_profile,
+                     parse_times)
 from .trtexec_format import CHECKS, TrtexecOrigin, origin
 
 
@@ -53,6 +55,10 @@ class TrtexecReport:
     paths: dict[str, str] = field(default_factory=dict)
     name: str = "trtexec"
     origin: TrtexecOrigin = field(default_factory=TrtexecOrigin)  # which TensorRT wrote the exports, and why
+    model: Any = None  # the ONNX model (a trtlab Model) trtexec built from: layers fold onto its node ids
+
+    def _proto(self) -> Any:
+        return getattr(self.model, "proto", self.model)
 
     @property
     def tensorrt(self) -> TrtexecOrigin:
@@ -66,7 +72,8 @@ class TrtexecReport:
         if self.layer_info is None:
             raise TrtexecFormatError("this report has no layer information: pass layer_info= "
                                      "(the file trtexec --exportLayerInfo wrote)")
-        return parse_layer_info(self.layer_info, self.paths.get("layer_info", "<layer info>"))
+        table = parse_layer_info(self.layer_info, self.paths.get("layer_info", "<layer info>"))
+        return fold_layers(table, self._proto()) if self.model is not None else table
 
     def profile(self) -> LayerProfile:
         """Per-layer times (trtexec --exportProfile) as a LayerProfile, joined with layer info when present."""
@@ -74,6 +81,7 @@ class TrtexecReport:
             raise TrtexecFormatError("this report has no profile: pass profile= (trtexec --exportProfile)")
         runs, recs = parse_profile(self.profile_data, self.paths.get("profile", "<profile>"))
         info = {r["name"]: r for r in self.layers().to_dict("records")} if self.layer_info is not None else {}
+        resolve = name_resolver(self._proto()) if self.model is not None else list  # rows without layer info
         rows = []
         for rec in recs:
             li = info.get(rec["name"], {})
@@ -82,10 +90,25 @@ class TrtexecReport:
                          "precision": li.get("precision"), "input_shapes": li.get("input_shapes", []),
                          "output_shapes": li.get("output_shapes", []),
                          "median_ms": float(rec.get("medianMs", mean)), "mean_ms": mean,
-                         "count": runs, "fused_from": li.get("fused_from") or fused_nodes(rec["name"], li)})
-        return make_profile(rows, engine=self.name, runs=runs, batch=self.batch, source="trtexec",
-                            meta={"device": self.device, "total_time_ms": sum(float(r.get("timeMs", 0))
-                                                                               for r in recs)})
+                         "count": runs, "fused_from": li["fused_from"] if "fused_from" in li
+                         else resolve(fused_nodes(rec["name"], {}))})
+        meta = {"device": self.device, "total_time_ms": sum(float(r.get("timeMs", 0)) for r in recs)}
+        if self.model is not None:
+            meta["node_costs"] = node_costs(self._proto(), self.input_shapes or None)
+        return make_profile(rows, engine=self.name, runs=runs, batch=self.batch, source="trtexec", meta=meta)
+
+    @property
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Dimensions of the engine's I/O bindings that layers read, as the layer information records them."""
+        out: dict[str, tuple[int, ...]] = {}
+        if isinstance(self.layer_info, dict):
+            names = set(self.layer_info.get("Bindings") or [])
+            names |= {t.get("Name") for t in self.layer_info.get("I/O Tensors") or [] if isinstance(t, dict)}
+            for layer in self.layer_info.get("Layers", []):
+                for t in (layer.get("Inputs", []) if isinstance(layer, dict) else []):
+                    if isinstance(t, dict) and t.get("Name") in names and t.get("Dimensions"):
+                        out.setdefault(t["Name"], tuple(int(d) for d in t["Dimensions"]))
+        return out
 
     def timing(self) -> pd.DataFrame:
         """The raw per-inference records of trtexec --exportTimes (ms), warm-up included."""
@@ -162,13 +185,8 @@ class TrtexecReport:
     @property
     def batch(self) -> int | None:
         """Batch size: first dimension of the first input binding, else trtexec's 'Batch' option."""
-        if isinstance(self.layer_info, dict):
-            names = set(self.layer_info.get("Bindings") or [])
-            names |= {t.get("Name") for t in self.layer_info.get("I/O Tensors") or [] if isinstance(t, dict)}
-            for layer in self.layer_info.get("Layers", []):
-                for t in (layer.get("Inputs", []) if isinstance(layer, dict) else []):
-                    if isinstance(t, dict) and t.get("Name") in names and t.get("Dimensions"):
-                        return int(t["Dimensions"][0])
+        for dims in self.input_shapes.values():
+            return int(dims[0])
         b = str(self.metadata.get("profile", {}).get("inference_options", {}).get("Batch", ""))
         return int(b) if b.isdigit() else None
 
@@ -202,12 +220,15 @@ def load_trtexec(folder: str | Path | None = None, *, layer_info: str | Path | N
                  profile: str | Path | None = None, times: str | Path | None = None,
                  metadata: str | Path | None = None, build_metadata: str | Path | None = None,
                  device_metadata: str | Path | None = None, log: str | Path | None = None,
-                 name: str | None = None) -> TrtexecReport:
+                 name: str | None = None, model: Any = None) -> TrtexecReport:
     """Read trtexec export files (or a folder holding *.graph.json, *.profile.json, *.timing.json, ...).
 
     Every field read is checked first (TrtexecFormatError names the file and key path); report.tensorrt says
     which TensorRT major wrote them: from the trtexec log (log=, or a *.log in the folder), else from the
-    layer information and build options, else 'unknown'."""
+    layer information and build options, else 'unknown'.
+
+    `model` (a path, bytes, onnx.ModelProto or trtlab Model: the ONNX file trtexec built from) folds the layers
+    onto its node ids, so `profile().by_onnx_node()` lines up with any other engine of that model."""
     paths: dict[str, Any] = {"layer_info": layer_info, "profile": profile, "times": times, "metadata": metadata,
                              "build_metadata": build_metadata, "device_metadata": device_metadata, "log": log}
     if folder is not None:
@@ -236,12 +257,15 @@ def load_trtexec(folder: str | Path | None = None, *, layer_info: str | Path | N
         raise TrtexecFormatError(f"{paths['metadata']}: expected a JSON object with 'performance_summary', "
                                  f"'inference_options' and 'device_information'")
     if name is None:
-        model = meta.get("build", {}).get("model_options", {}).get("Model") if isinstance(meta.get("build"), dict) \
-            else None
-        name = Path(model).stem if model else Path(next(str(p) for p in paths.values() if p)).parent.name
+        built_from = meta.get("build", {}).get("model_options", {}).get("Model") \
+            if isinstance(meta.get("build"), dict) else None
+        name = Path(built_from).stem if built_from else Path(next(str(p) for p in paths.values() if p)).parent.name
     found = origin(loaded["layer_info"], loaded["build_metadata"], log_text, str(paths["log"]))
+    if model is not None:
+        from .model import Model
+        model = Model.load(model, check_runtime=False)
     report = TrtexecReport(loaded["layer_info"], loaded["profile"], loaded["times"], meta,
-                           {k: str(p) for k, p in paths.items() if p}, name, found)
+                           {k: str(p) for k, p in paths.items() if p}, name, found, model)
     # validate eagerly so a bad file fails at load time, naming the file
     if report.layer_info is not None:
         report.layers()
