@@ -10,6 +10,7 @@ from .version import __version__
 
 from . import zoo  # noqa: E402  (generated demo models; no download)
 from .trtexec import load_trtexec  # noqa: E402
+from .tables import compare_layers, compare_nodes  # noqa: E402  (engines side by side, by the ONNX nodes they run)
 
 
 def load_engine(path: str, **kwargs):
@@ -17,5 +18,5 @@ def load_engine(path: str, **kwargs):
     from .backends.tensorrt.runtime import load_engine as _load  # TensorRT is imported only when asked for
     return _load(path, **kwargs)
 
-__all__ = ["BuildConfig", "Model", "Session", "TrtlabError", "environment", "load_engine", "load_model", "load_trtexec",
-           "zoo", "__version__"]
+__all__ = ["BuildConfig", "Model", "Session", "TrtlabError", "compare_layers", "compare_nodes", "environment",
+           "load_engine", "load_model", "load_trtexec", "zoo", "__version__"]

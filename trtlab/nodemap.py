@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -191,12 +191,18 @@ def ort_coverage(variant: Any, optimized: Any) -> dict[str, list[str]]:
     cover: dict[str, list[str]] = {}
     for n in onodes:
         seen: set[str] = set()
+        passed: set[str] = set()
         stack = list(ends[n.name])
         while stack:
             p = vproducer[stack.pop()]
-            if p.name in seen or all(t in weights for t in p.output if t):
-                continue  # visited, or a weight (Constant, or computed from weights only: folded, never run)
-            seen.add(p.name)
+            if p.name in seen or p.name in passed:
+                continue
+            if all(t in weights for t in p.output if t):
+                # a weight (a Constant, or computed from weights: folded, never run) is no layer's work, but what
+                # computes its shape (ConstantOfShape of a runtime shape) is this node's
+                passed.add(p.name)
+            else:
+                seen.add(p.name)
             stack.extend(i for i in p.input if i and i in vproducer and i not in stop)
         if not seen and _strip_ort(n.name) in sub_names:
             cover[n.name] = [_strip_ort(n.name)]
@@ -311,9 +317,15 @@ def resolve_names(names: Iterable[str], model: Any, origin: dict[str, str] | Non
     (TensorRT names unnamed ONNX nodes after it, also as 'node_of_<tensor>'); 'A...B' as every node from A to
     B in graph order. `origin` (from `variant_origin`) maps variant-only nodes. Names that match nothing are
     dropped."""
+    return name_resolver(model, origin)(names)
+
+
+def name_resolver(model: Any, origin: dict[str, str] | None = None) -> Callable[[Iterable[str]], list[str]]:
+    """`resolve_names` for one model, its lookups built once (for mapping many layers)."""
     nodes = _nodes(model)
     index = {n.name: k for k, n in enumerate(nodes)}
     known = all_node_names(model)
+    sub = {n: len(index) + k for k, n in enumerate(sorted(known - set(index)))}  # subgraph nodes after the rest
     by_output = {t: n.name for n in nodes for t in n.output if t}
     origin = origin or {}
 
@@ -333,11 +345,12 @@ def resolve_names(names: Iterable[str], model: Any, origin: dict[str, str] | Non
                 return [n.name for n in nodes[lo:hi + 1]]
         return []
 
-    out: list[str] = []
-    for n in names:
-        out.extend(one(n))
-    full = {n: k for k, n in enumerate(sorted(known - set(index)))}
-    return sorted(dict.fromkeys(out), key=lambda x: index.get(x, len(index) + full.get(x, 0)))
+    def resolve(names: Iterable[str]) -> list[str]:
+        out: list[str] = []
+        for n in names:
+            out.extend(one(n))
+        return sorted(dict.fromkeys(out), key=lambda x: index.get(x, sub.get(x, 0)))
+    return resolve
 
 
 # ---- cost of each node: how a fused layer's time is split ---------------------------------------------
@@ -422,5 +435,5 @@ def split_time(ms: float, nodes: list[str], costs: dict[str, float] | None) -> d
 
 
 __all__ = ["variant_origin", "ort_coverage", "inherit", "metadata_nodes", "layer_name_nodes", "layer_nodes",
-           "resolve_names", "constant_tensors",
+           "resolve_names", "name_resolver", "constant_tensors",
            "node_costs", "split_time", "all_node_names"]

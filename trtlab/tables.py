@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConfigError, TrtexecFormatError
-from .nodemap import inherit, layer_nodes, resolve_names, split_time, variant_origin
+from .nodemap import inherit, layer_nodes, name_resolver, split_time, variant_origin
 
 COLUMNS = ["name", "op_type", "provider", "precision", "input_shapes", "output_shapes", "median_ms", "mean_ms",
            "min_ms", "max_ms", "count", "share", "fused_from", "effective_precision", "stored_as"]
@@ -200,7 +200,8 @@ def compare_nodes(profiles: list[Any], labels: list[str] | None = None) -> pd.Da
     if len(labels) != len(profiles) or len(set(labels)) != len(labels):
         raise ConfigError(f"compare_nodes needs one distinct label per profile, got {labels}")
     cols = {lab: p.by_onnx_node()["time_ms"] for lab, p in zip(labels, profiles)}
-    f = pd.DataFrame(cols)
+    order = list(dict.fromkeys(n for c in cols.values() for n in c.index))  # execution order, first engine first
+    f = pd.DataFrame({lab: c.reindex(order) for lab, c in cols.items()}, index=order)
     for lab in labels[1:]:
         f[f"speedup_{lab}"] = f[labels[0]] / f[lab].where(f[lab] > 0)
     f.index.name = "node"
@@ -553,8 +554,8 @@ def fold_layers(layers: pd.DataFrame, source: Any, variant: Any = None) -> pd.Da
     """A layer table (parse_layer_info) with `fused_from` as source node ids: names resolved against the source
     model (`variant` maps what trtlab inserted, e.g. fp16 Casts, to the node each serves), and layers covering
     none (reformats, Myelin moves) given the nodes of the layer they serve, found through their tensors."""
-    origin = variant_origin(source, variant) if variant is not None else {}
-    rows = [{"name": r["name"], "nodes": resolve_names(_nodes_of(r["fused_from"]), source, origin),
+    resolve = name_resolver(source, variant_origin(source, variant) if variant is not None else None)
+    rows = [{"name": r["name"], "nodes": resolve(_nodes_of(r["fused_from"])),
              "inputs": [t["name"] for t in r["inputs"] or []], "outputs": [t["name"] for t in r["outputs"] or []]}
             for r in layers.to_dict("records")]
     out = layers.copy()

@@ -24,9 +24,8 @@ if TYPE_CHECKING:
 def coverage(source: "onnx.ModelProto", variant: "onnx.ModelProto",
              optimized: "onnx.ModelProto") -> dict[str, list[str]]:
     """{optimised node name: source node ids it covers, in source order}."""
-    origin = nodemap.variant_origin(source, variant)
-    return {name: nodemap.resolve_names(nodes, source, origin)
-            for name, nodes in nodemap.ort_coverage(variant, optimized).items()}
+    resolve = nodemap.name_resolver(source, nodemap.variant_origin(source, variant))
+    return {name: resolve(nodes) for name, nodes in nodemap.ort_coverage(variant, optimized).items()}
 
 
 @dataclass

@@ -568,8 +568,8 @@ class TensorRTEngine(Engine):
                          "fused_from": li["fused_from"] if "fused_from" in li else fused_nodes(name, {})})
         batch = next((int(a.shape[0]) for a in feeds.values() if a.ndim), None)
         return make_profile(rows, engine=self.name, runs=runs, batch=batch, source=self.api.family,
-                            meta={"device": self.device, "node_costs": node_costs(
-                                self.model.proto, {k: tuple(v.shape) for k, v in feeds.items()})})
+                            meta={"device": self.device, **({} if self.model is None else {"node_costs": node_costs(
+                                self.model.proto, {k: tuple(v.shape) for k, v in feeds.items()})})})
 
     def layers(self) -> "pd.DataFrame":
         """IEngineInspector layer information: fused layers, tactics, formats, precisions (as trtexec's).
@@ -587,7 +587,9 @@ class TensorRTEngine(Engine):
             inspector.execution_context = c.ctx
             text = inspector.get_engine_information(self.api.module.LayerInformationFormat.JSON)
             table = parse_layer_info(json.loads(text), f"{self.name} engine inspector")
-        return fold_layers(table, self.model.proto, self.variant.model)
+        if self.model is None:  # a plan loaded on its own (load_engine): names as TensorRT gives them
+            return table
+        return fold_layers(table, self.model.proto, self.variant.model if self.variant is not None else None)
 
     def save_runtime_cache(self) -> Path | None:
         """Write the TensorRT-RTX runtime cache of the first context (JIT-compiled kernels) for the next run."""
