@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import trtlab
-from trtlab.analysis.benchmark import BenchmarkResult, run_benchmark
+from trtlab.analysis.benchmark import BenchmarkResult, run_benchmark, run_concurrent
 from trtlab.analysis.launch import Launch, launch_defaults, major_of, resolve_launch
 from trtlab.backends.tensorrt import _import
 from trtlab.backends.tensorrt._import import TrtApi
@@ -162,3 +162,10 @@ def test_onnxruntime_engines_refuse_transfers_and_spin_wait(tmp_path):
         run_benchmark(eng, iterations=2, transfers=True)
     r = run_benchmark(eng, iterations=2, warmup=0, profile=True)
     assert r.launch is None and r.profile is not None and "Launch:" not in str(r)
+
+
+def test_concurrent_benchmarks_follow_the_major_too(cudart):
+    r = run_concurrent(make_engine(cudart, V11), concurrency=2, iterations=3, warmup=1)
+    assert r.launch["rules"] == "trtexec 11" and r.launch["cuda_graph"] is True
+    assert cudart.calls.count("cudaStreamBeginCapture") == 2  # one graph per thread's context
+    assert "Launch: enqueue, CUDA graph" in str(r)

@@ -357,6 +357,7 @@ def run_concurrent(engine: "Engine", feeds: Mapping[str, np.ndarray] | None = No
     if (iterations is not None and iterations <= 0) or (duration is not None and duration <= 0):
         raise ConfigError(f"iterations ({iterations}) and duration ({duration}) must be positive")
     feeds = engine.check_feeds(feeds) if feeds is not None else engine.random_feeds(seed)
+    settings = _launch_settings(engine, None, None, None, None)
     cancel = reporter.cancel if reporter is not None else None
     barrier = threading.Barrier(concurrency + 1)
     stop = threading.Event()
@@ -367,7 +368,10 @@ def run_concurrent(engine: "Engine", feeds: Mapping[str, np.ndarray] | None = No
 
     def worker(k: int) -> None:
         try:
-            run = engine.runner(feeds)  # per-thread context: created in the thread that uses it
+            # per-thread context: created in the thread that uses it; TensorRT engines launch by their major's rules
+            run = engine.runner(feeds) if settings is None else engine.runner(
+                feeds, mode=settings.mode, cuda_graph=settings.cuda_graph, transfers=settings.transfers,
+                spin_wait=settings.spin_wait)
             for _ in range(warmup):
                 run()
         except BaseException as exc:
@@ -442,4 +446,5 @@ def run_concurrent(engine: "Engine", feeds: Mapping[str, np.ndarray] | None = No
     return BenchmarkResult(engine=engine.name, batch=batch, latencies_ms=all_lat * 1e3, starts_s=all_st,
                            wall_s=t_last - t_first, warmup=warmup, config=engine.config.to_dict(),
                            device=engine.device, utilization=util, samples=samples,
-                           mode=f"concurrent x{concurrency}", stopped=stopped, precision_note=precision_note(engine))
+                           mode=f"concurrent x{concurrency}", stopped=stopped, precision_note=precision_note(engine),
+                           launch=None if settings is None else settings.to_dict())
