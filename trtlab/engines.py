@@ -199,7 +199,7 @@ class EngineCache:
         files = {"model.onnx": variant.model.SerializeToString(), **engine.workspace_files()}
         try:
             self.workspace.save_engine(config, {**engine.metadata, "marked_outputs": variant.marked_outputs,
-                                                "notes": variant.notes,
+                                                "notes": variant.notes, "conversion": variant.conversion,
                                                 "sha256": {n: hashlib.sha256(d).hexdigest() for n, d in files.items()}},
                                        files)
         except (OSError, WorkspaceError) as exc:
@@ -231,7 +231,7 @@ class EngineCache:
             self._damaged(record, f"model.onnx does not parse: {exc}", reporter)
             return None
         variant = Variant(model=proto, precision=config.precision, marked_outputs=meta.get("marked_outputs", []),
-                          notes=meta.get("notes", []))
+                          notes=meta.get("notes", []), conversion=meta.get("conversion") or {})
         try:
             engine = backend.load(self.model, variant, config, record, meta, reporter)
         except PlanError as exc:  # e.g. a library upgrade: rebuild and overwrite instead of failing

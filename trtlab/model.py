@@ -85,6 +85,40 @@ def _tensor_identity(tensor: TensorProto, base_dir: str) -> bytes:
     return head + np.ascontiguousarray(data).tobytes()
 
 
+def subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
+    """The bodies a node holds (If's branches, Loop's and Scan's body), in attribute order."""
+    out: list[onnx.GraphProto] = []
+    for a in node.attribute:
+        if a.type == onnx.AttributeProto.GRAPH:
+            out.append(a.g)
+        elif a.type == onnx.AttributeProto.GRAPHS:
+            out.extend(a.graphs)
+    return out
+
+
+def all_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    """Every node of `graph` and of the bodies inside it, depth first: each node followed by its bodies' nodes."""
+    out: list[onnx.NodeProto] = []
+    for node in graph.node:
+        out.append(node)
+        for body in subgraphs(node):
+            out.extend(all_nodes(body))
+    return out
+
+
+def outer_names(graph: onnx.GraphProto) -> set[str]:
+    """Tensors a body (and the bodies inside it) reads from the scopes around it: read, but defined nowhere inside."""
+    defined = {i.name for i in graph.input} | {i.name for i in graph.initializer}
+    read: set[str] = set()
+    for node in graph.node:
+        read.update(t for t in node.input if t)
+        for body in subgraphs(node):
+            read |= outer_names(body)
+        defined.update(t for t in node.output if t)
+    read.update(o.name for o in graph.output)
+    return read - defined
+
+
 def name_nodes(model: onnx.ModelProto) -> int:
     """Give every unnamed node (subgraphs included) the id `<op_type>_<index>`, unique in the model; returns how
     many were named. Done once when trtlab loads a model, so pins, rankings and reports all use the same ids."""

@@ -81,7 +81,7 @@ def make_variant(model: Model, config: BuildConfig, calibration: Any = None) -> 
         raise ConfigError("fp32_layers only apply to reduced precisions (fp16, bf16, int8, fp8, int8+fp16)")
     check_node_names(model.proto, pins)
     keep_io = bool(config.option("keep_io_types", True))
-    proto, notes, report = model.proto, [], None
+    proto, notes, report, conversion = model.proto, [], None, {}
     if precision in ("int8", "fp8", "int8+fp16"):
         from .qdq import quantize
         if isinstance(calibration, (str, os.PathLike)):
@@ -94,11 +94,11 @@ def make_variant(model: Model, config: BuildConfig, calibration: Any = None) -> 
         q = quantize(proto, calibration, dtype="fp8" if precision == "fp8" else "int8",
                      per_channel=bool(config.option("per_channel", True)), skip_nodes=tuple(pins),
                      min_opset=19 if precision == "int8+fp16" else 0)
-        proto, notes = q.model, list(q.notes) + calibration_notes
+        proto, notes, conversion = q.model, list(q.notes) + calibration_notes, q.conversion
     if precision in ("fp16", "bf16", "int8+fp16"):
         from .lowp import convert
         low = convert(proto, "bf16" if precision == "bf16" else "fp16", keep_io_types=keep_io, node_block_list=pins)
-        proto, report = low.model, low.weight_report
+        proto, report, conversion = low.model, low.weight_report, low.conversion
         notes += low.notes
     if precision != "fp32" and proto is not model.proto:
         notes.append(f"pinned to fp32: {pins}" if pins else f"{precision}: no fp32 pins")
@@ -106,4 +106,4 @@ def make_variant(model: Model, config: BuildConfig, calibration: Any = None) -> 
     if config.outputs:
         proto, marked = mark_outputs(proto, model, config.outputs)
     return Variant(model=proto, precision=precision, marked_outputs=marked, fp32_layers=pins, notes=notes,
-                   weight_report=report)
+                   weight_report=report, conversion=conversion)

@@ -38,6 +38,7 @@ class QdqResult:
     weights: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    conversion: dict[str, Any] = field(default_factory=dict)
 
 
 def weight_axis(node: onnx.NodeProto, ndim: int) -> int | None:

@@ -18,3 +18,12 @@ class Variant:
     fp32_layers: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     weight_report: Any = None
+    # how much of the float work the precision transform converted (lowp.LowPrecisionResult.conversion, or for
+    # int8/fp8 qdq.QdqResult.conversion); empty for fp32
+    conversion: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def converted_fraction(self) -> float | None:
+        """The share of the float work computed in the reduced precision (node-weighted, see `conversion`), or
+        None for fp32."""
+        return self.conversion.get("fraction") if self.conversion else None
