@@ -147,6 +147,7 @@ def segment_runners(session: "Session", specs: list["EngineSpec"], names: list[s
     `names`) take at most `max_segment_bytes` at batch `est_batch`; and the notes of what was built."""
     dims = dict(defaults.get("dims") or {})
     from .analysis.segments import SegmentedRunner, group_by_bytes, split, tensor_bytes
+    from .precision.bodies import expose
     backend, model = session.backend, session.model
     quiet = rep.child("segment", events=False)
     variants = [lab_variant(session, s, rep, **defaults) for s in specs]
@@ -161,7 +162,8 @@ def segment_runners(session: "Session", specs: list["EngineSpec"], names: list[s
         # no memory arena: an arena keeps each segment's peak allocated after its run, which would
         # add up to every tensor of the model again (backend option cpu_mem_arena)
         config = config.replace(options={"cpu_mem_arena": False})
-        runners.append(SegmentedRunner(split(variant.model, groups), lambda m, c=config, v=variant: backend.build(
+        exposed = expose(variant.model, names)[0]  # tensors inside If/Loop/Scan bodies become outputs of their own
+        runners.append(SegmentedRunner(split(exposed, groups), lambda m, c=config, v=variant: backend.build(
             model, Variant(model=m, precision=v.precision, fp32_layers=v.fp32_layers), c, quiet)))
         rep.update(0, None, f"built {len(groups)} segment(s) of {config.describe()}")
     notes.append(f"{len(names)} tensors compared in {len(groups)} segment(s) of at most "
@@ -217,7 +219,7 @@ def lab_names(session: "Session", outputs: Iterable[str] | str) -> list[str]:
     if not wanted:
         return [o.name for o in model.outputs]
     _mark(model.proto, model, wanted)  # ConfigError naming unknown tensors
-    return model.activation_names() if wanted == ("*",) else list(dict.fromkeys(wanted))
+    return model.observable_names() if wanted == ("*",) else list(dict.fromkeys(wanted))
 
 
 def batch_of(data: Any) -> int:
@@ -326,6 +328,7 @@ def find_fp32_layers(session: "Session", candidate: str, tolerance: float, data:
     against the FP32 outputs, ranking() runs a layer-wise comparison."""
     from .analysis.find_fp32 import check_search, error_gain_ranking, find_fp32_layers as _find, worst_output_error
     from .analysis.trials import TrialStore
+    from .model import all_nodes, subgraphs
 
     def work(rep: Reporter):
         check_search(tolerance, metric)
@@ -365,7 +368,9 @@ def find_fp32_layers(session: "Session", candidate: str, tolerance: float, data:
         def ranking() -> list[str]:
             comp = session.compare("fp32", {**base, "precision": candidate}, outputs="all", data=batches, batch=b,
                                    dims=dims)
-            return error_gain_ranking(comp.frame, session.model.proto.graph.node)
+            # every node at any depth, so nodes inside If/Loop/Scan bodies rank (and get pinned) by their own error;
+            # a control-flow node is left out: its error is its bodies' nodes' doing
+            return error_gain_ranking(comp.frame, [n for n in all_nodes(session.model.proto.graph) if not subgraphs(n)])
 
         with generated_inputs_named(data, lambda: batches[0]):
             result = _find(score, ranking, tolerance, metric, max_steps,

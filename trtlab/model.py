@@ -119,6 +119,29 @@ def outer_names(graph: onnx.GraphProto) -> set[str]:
     return read - defined
 
 
+# the body that defines a tensor: [(node index, attribute name), ...] from the main graph down
+BodyPath = tuple[tuple[int, str], ...]
+
+
+def body_tensors(graph: onnx.GraphProto) -> dict[str, BodyPath]:
+    """{tensor: path to the body defining it} for every node output inside a body (not the main graph's), in
+    graph order, Constant outputs excluded (they are weights, not activations)."""
+    out: dict[str, BodyPath] = {}
+
+    def walk(g: onnx.GraphProto, path: BodyPath) -> None:
+        for i, node in enumerate(g.node):
+            if path and node.op_type != "Constant":
+                for t in node.output:
+                    if t:
+                        out.setdefault(t, path)
+            for a in node.attribute:
+                if a.type == onnx.AttributeProto.GRAPH:
+                    walk(a.g, path + ((i, a.name),))
+
+    walk(graph, ())
+    return out
+
+
 def name_nodes(model: onnx.ModelProto) -> int:
     """Give every unnamed node (subgraphs included) the id `<op_type>_<index>`, unique in the model; returns how
     many were named. Done once when trtlab loads a model, so pins, rankings and reports all use the same ids."""
@@ -284,6 +307,27 @@ class Model:
     def node_names(self) -> list[str]:
         """Node names in graph (topological) order."""
         return [n.name for n in self.proto.graph.node]
+
+    def observable_names(self) -> list[str]:
+        """activation_names() with the tensors of each If/Loop/Scan body (body_activation_names) placed just before
+        the outputs of the node holding the body: every tensor that can be marked, in the order it is computed."""
+        by_node: dict[int, list[str]] = {}
+        for t, path in body_tensors(self.proto.graph).items():
+            by_node.setdefault(path[0][0], []).append(t)
+        top = set(self.activation_names())
+        out: list[str] = []
+        seen: set[str] = set()
+        for i, node in enumerate(self.proto.graph.node):
+            for t in by_node.get(i, []) + [o for o in node.output if o in top]:
+                if t not in seen:
+                    seen.add(t)
+                    out.append(t)
+        return out
+
+    def body_activation_names(self) -> list[str]:
+        """Tensors computed inside If/Loop/Scan bodies (Constant outputs excluded), in graph order: what
+        calibration and compare observe there through precision.bodies.expose."""
+        return list(body_tensors(self.proto.graph))
 
     def activation_names(self, float_only: bool = False) -> list[str]:
         """Intermediate and output tensors in graph order (what can be marked as outputs)."""

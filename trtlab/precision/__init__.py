@@ -10,6 +10,7 @@ import onnx
 from ..config import PRECISION_OPTIONS, BuildConfig
 from ..errors import CalibrationCacheError, CalibrationError, ConfigError
 from ..model import Model
+from .bodies import expose
 from .variant import Variant
 
 # BuildConfig options that change the variant (besides precision, pins, outputs and calibration)
@@ -17,18 +18,22 @@ VARIANT_OPTIONS = tuple(PRECISION_OPTIONS)
 
 
 def mark_outputs(proto: onnx.ModelProto, model: Model, names: tuple[str, ...] | list[str]) -> tuple[onnx.ModelProto, list[str]]:
-    """Copy of `proto` with the named intermediate tensors (or "*" = all) added as graph outputs, dtypes kept."""
-    wanted = model.activation_names() if tuple(names) == ("*",) else list(names)
-    known = set(model.activation_names()) | {i.name for i in model.inputs}
+    """Copy of `proto` with the named intermediate tensors (or "*" = all) added as graph outputs, dtypes kept.
+
+    Tensors computed inside If/Loop/Scan bodies are plumbed out to a graph output of their own name
+    (bodies.expose; a Loop's come stacked over its iterations, an If branch that did not run gives an empty one);
+    "*" includes them."""
+    inner = model.body_activation_names()
+    wanted = model.observable_names() if tuple(names) == ("*",) else list(names)
+    known = set(model.activation_names()) | {i.name for i in model.inputs} | set(inner)
     unknown = [n for n in wanted if n not in known]
     if unknown:
         raise ConfigError(f"cannot mark {unknown[:5]} as outputs: no such tensor in {model.name} "
                           f"(see Session.model.tensors() for names)")
-    out = onnx.ModelProto()
-    out.CopyFrom(proto)
+    inner_set = set(inner)
+    out, added = expose(proto, [n for n in wanted if n in inner_set])
     present = {o.name for o in out.graph.output}
     infos = {v.name: v for v in list(out.graph.value_info) + list(out.graph.input)}
-    added = []
     for name in wanted:
         if name in present:
             continue

@@ -3,11 +3,13 @@ for which tensors get quantized."""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Iterable
 
 import onnx
 
 from ..errors import ModelError
+from ..model import subgraphs
 
 # The largest magnitude each quantized type represents: scale = amax / QMAX[dtype].
 QMAX = {"int8": 127.0, "fp8": 448.0}  # fp8 is E4M3, the format TensorRT uses for activations
@@ -120,12 +122,92 @@ def compared_sources(graph: onnx.GraphProto, names: Iterable[str]) -> dict[str, 
 
 
 def all_tensor_names(model: onnx.ModelProto) -> set[str]:
-    graph = model.graph
-    names = {vi.name for vi in (*graph.input, *graph.output, *graph.value_info)}
-    names.update(init.name for init in graph.initializer)
-    for node in graph.node:
-        names.update(n for n in (*node.input, *node.output) if n)
+    """Every tensor name of the model, If/Loop/Scan bodies included."""
+    names: set[str] = set()
+    graphs = [model.graph]
+    while graphs:
+        graph = graphs.pop()
+        names.update(vi.name for vi in (*graph.input, *graph.output, *graph.value_info))
+        names.update(init.name for init in graph.initializer)
+        for node in graph.node:
+            names.update(n for n in (*node.input, *node.output) if n)
+            graphs.extend(subgraphs(node))
     return names
+
+
+def model_elem_types(model: onnx.ModelProto) -> dict[str, int]:
+    """{tensor: ONNX element type} over the main graph and every body (tensor names are unique across scopes)."""
+    types: dict[str, int] = {}
+    graphs = [model.graph]
+    while graphs:
+        graph = graphs.pop()
+        for name, t in elem_types(graph).items():
+            types.setdefault(name, t)
+        graphs.extend(b for n in graph.node for b in subgraphs(n))
+    return types
+
+
+@dataclass
+class Scope:
+    """One graph (the main graph or a body) and the quantized uses of the nodes directly in it."""
+
+    graph: onnx.GraphProto
+    main: bool
+    activations: dict[str, list[tuple[onnx.NodeProto, int]]]
+    weights: list[tuple[onnx.NodeProto, int, onnx.TensorProto]]
+    defined: set[str]  # tensors defined in this graph (inputs, initializers, node outputs)
+
+
+def quantized_scopes(model: onnx.ModelProto, skip_nodes: Iterable[str] = (), residual_add: bool = True
+                     ) -> list[Scope]:
+    """quantized_uses and quantized_weight_uses, per graph: the main graph first, then each If/Loop/Scan body
+    (depth first). A body sees the constants, producers and weights of the scopes around it, so a body's Conv on
+    an outer activation is quantized inside the body, and an outer Constant weight read by a body counts as one."""
+    types = model_elem_types(infer_types(model))
+    skip = set(skip_nodes)
+    out: list[Scope] = []
+
+    def walk(graph: onnx.GraphProto, constants: set[str], producers: dict[str, onnx.NodeProto],
+             held: dict[str, onnx.TensorProto], main: bool) -> None:
+        constants = constants | constant_names(graph)
+        producers = {**producers, **{o: n for n in graph.node for o in n.output if o}}
+        held = {**held, **{i.name: i for i in graph.initializer}}
+        for node in graph.node:
+            if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+                for a in node.attribute:
+                    if a.name == "value":
+                        held.setdefault(node.output[0], a.t)
+        uses: dict[str, list[tuple[onnx.NodeProto, int]]] = {}
+        weights = []
+        for node in graph.node:
+            if node.name in skip:
+                continue
+            if node.op_type in ACTIVATION_INPUTS:
+                inputs = ACTIVATION_INPUTS[node.op_type]
+            elif residual_add and node.op_type == "Add" and len(node.input) == 2 \
+                    and not any(t in constants for t in node.input) \
+                    and any(t in producers and producers[t].op_type != "Add" for t in node.input):
+                inputs = (0, 1)
+            else:
+                inputs = ()
+            for index in inputs:
+                name = node.input[index] if index < len(node.input) else ""
+                if name and name not in constants and types.get(name) in FLOAT_TYPES:
+                    uses.setdefault(name, []).append((node, index))
+            wi = WEIGHT_INPUTS.get(node.op_type)
+            if wi is not None and wi < len(node.input):
+                tensor = held.get(node.input[wi])
+                if tensor is not None and tensor.data_type == onnx.TensorProto.FLOAT:
+                    weights.append((node, wi, tensor))
+        defined = {i.name for i in graph.input} | {i.name for i in graph.initializer} | \
+            {o for n in graph.node for o in n.output if o}
+        out.append(Scope(graph, main, uses, weights, defined))
+        for node in graph.node:
+            for body in subgraphs(node):
+                walk(body, constants, producers, held, False)
+
+    walk(model.graph, set(), {}, {}, True)
+    return out
 
 
 def quantized_uses(model: onnx.ModelProto, skip_nodes: Iterable[str] = (),
@@ -135,30 +217,14 @@ def quantized_uses(model: onnx.ModelProto, skip_nodes: Iterable[str] = (),
     An activation is quantized where it enters Conv/ConvTranspose (input 0) or Gemm/MatMul (inputs 0 and 1), and on
     both inputs of a residual Add (two activations, at least one not itself made by an Add); weights, constants,
     non-float tensors and tensors whose dtype shape inference cannot tell are not. Nodes named in `skip_nodes`
-    (fp32 pins) quantize nothing. Calibration calibrates exactly these tensors and the Q/DQ inserter puts its pairs
-    on exactly these uses, so a table from calibrate() always covers what quantize() needs.
+    (fp32 pins) quantize nothing. Nodes inside If/Loop/Scan bodies follow the same rule (quantized_scopes).
+    Calibration calibrates exactly these tensors and the Q/DQ inserter puts its pairs on exactly these uses, so a
+    table from calibrate() always covers what quantize() needs.
     """
-    graph = model.graph
-    types = elem_types(infer_types(model).graph)
-    constants = constant_names(graph)
-    producers = {o: n for n in graph.node for o in n.output if o}
-    skip = set(skip_nodes)
     uses: dict[str, list[tuple[onnx.NodeProto, int]]] = {}
-    for node in graph.node:
-        if node.name in skip:
-            continue
-        if node.op_type in ACTIVATION_INPUTS:
-            inputs = ACTIVATION_INPUTS[node.op_type]
-        elif residual_add and node.op_type == "Add" and len(node.input) == 2 \
-                and not any(t in constants for t in node.input) \
-                and any(t in producers and producers[t].op_type != "Add" for t in node.input):
-            inputs = (0, 1)
-        else:
-            continue
-        for index in inputs:
-            name = node.input[index] if index < len(node.input) else ""
-            if name and name not in constants and types.get(name) in FLOAT_TYPES:
-                uses.setdefault(name, []).append((node, index))
+    for scope in quantized_scopes(model, skip_nodes, residual_add):
+        for name, found in scope.activations.items():
+            uses.setdefault(name, []).extend(found)
     return uses
 
 
@@ -171,25 +237,9 @@ def quantized_weight_uses(model: onnx.ModelProto, skip_nodes: Iterable[str] = ()
     """The weights that get quantized: [(consumer node, input index, float32 weight tensor)], graph order.
 
     A weight is the float32 weight input of Conv/ConvTranspose/Gemm/MatMul held in an initializer or produced by a
-    `Constant` node (`value`; exporters such as Paddle2ONNX keep every weight there). quantized_uses never treats
-    either as an activation, so the two rules split a node's inputs between them."""
-    graph = model.graph
-    held = {i.name: i for i in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
-            for a in node.attribute:
-                if a.name == "value":
-                    held.setdefault(node.output[0], a.t)
-    skip = set(skip_nodes)
-    uses = []
-    for node in graph.node:
-        wi = WEIGHT_INPUTS.get(node.op_type)
-        if node.name in skip or wi is None or wi >= len(node.input):
-            continue
-        tensor = held.get(node.input[wi])
-        if tensor is not None and tensor.data_type == onnx.TensorProto.FLOAT:
-            uses.append((node, wi, tensor))
-    return uses
+    `Constant` node (`value`; exporters such as Paddle2ONNX keep every weight there), in the main graph or in a
+    body. quantized_uses never treats either as an activation, so the two rules split a node's inputs between them."""
+    return [w for scope in quantized_scopes(model, skip_nodes) for w in scope.weights]
 
 
 def quantizable_tensors(model: onnx.ModelProto) -> list[str]:

@@ -254,8 +254,7 @@ def convert(proto: onnx.ModelProto, precision: str = "fp16", keep_io_types: bool
     result.notes.append(weight_note(frame, precision))
     result.notes.append(conversion_note(conversion, precision, casts, keep_io_types))
     for name, why in auto.items():
-        result.notes.append(f"{precision}: kept BatchNormalization {name!r} in fp32 ({why}); pin it yourself or "
-                            f"fold it into the layer before to change that")
+        result.notes.append(f"{precision}: kept BatchNormalization {name!r} in fp32 automatically ({why})")
     if run.no_schema:
         result.notes.append(
             f"{precision}: {', '.join(sorted(run.no_schema))} stay fp32 because "

@@ -16,7 +16,9 @@ from ...batches import iter_batches
 from ...errors import CalibrationError, CancelledError, ConfigError, InputError, ModelError, TrtlabError
 from ...feeds import check_feeds
 from ...model import Model, TensorInfo
-from ..graph import FLOAT_TYPES, QMAX, all_tensor_names, as_proto, elem_types, infer_types, quantizable_tensors
+from ..bodies import expose
+from ..graph import (FLOAT_TYPES, QMAX, all_tensor_names, as_proto, elem_types, infer_types, model_elem_types,
+                     quantizable_tensors)
 from .cache import CalibrationTable
 from .calibrators import HistogramCalibrator
 from .clipping import CalibrationStatistics, calibration_warnings
@@ -120,7 +122,7 @@ def _check_batch(batch: Any, index: int, specs: list[_InputSpec]) -> dict[str, n
 def _select_tensors(inferred: onnx.ModelProto, tensors: Iterable[str] | None) -> list[str]:
     if tensors is None:
         return quantizable_tensors(inferred)
-    types = elem_types(inferred.graph)
+    types = model_elem_types(inferred)
     known = all_tensor_names(inferred)
     chosen = []
     for name in tensors:
@@ -149,8 +151,7 @@ def onnxruntime_runner(model: onnx.ModelProto, providers: list[str] | None = Non
     def open_runner(outputs: list[str]) -> Iterator[Run]:
         import onnxruntime as ort
 
-        augmented = onnx.ModelProto()
-        augmented.CopyFrom(model)
+        augmented, _ = expose(model, outputs)  # tensors inside If/Loop/Scan bodies become outputs of their own
         existing = {o.name for o in augmented.graph.output}
         types = elem_types(augmented.graph)
         for name in outputs:
@@ -237,6 +238,7 @@ def calibrate(
         total = num_batches if total is None else min(total, num_batches)
 
     done = samples = 0
+    observed: set[str] = set()
     with open_runner(run_outputs) if run_outputs else nullcontext(None) as run:
         if progress is not None:
             progress(0, total)
@@ -257,7 +259,10 @@ def calibrate(
             values.update((n, feed[n]) for n in names if n in feed)
             try:
                 for name in names:
+                    if np.size(values[name]) == 0:  # a body tensor of an If branch this batch did not take
+                        continue
                     calibrator.collect(name, values[name])
+                    observed.add(name)
             except CalibrationError as exc:
                 raise CalibrationError(f"calibration batch {done}: {exc}") from exc
             del values, feed
@@ -270,7 +275,10 @@ def calibrate(
             "no calibration batches: the data iterable yielded nothing; pass a non-empty "
             "iterable of dicts name -> array, or an int N for N synthetic batches"
         )
-    stats = CalibrationStatistics({name: calibrator.snapshot(name) for name in names}, batches=done,
+    # a tensor no batch computed (inside an If branch the data never takes) gets no range: quantize() leaves it
+    # float and says so, rather than quantizing it with a made-up scale
+    stats = CalibrationStatistics({name: calibrator.snapshot(name) for name in names if name in observed},
+                                  batches=done,
                                   samples=samples, percentile=percentile, qmax=QMAX[dtype])
     amax, _ = stats.choose(method)
     found = calibration_warnings(stats, method, amax)
