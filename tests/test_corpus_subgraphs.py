@@ -11,7 +11,20 @@ import pytest
 import trtlab
 from corpus import CorpusError, get
 from corpus import feeds as F
-from trtlab.model import all_nodes, subgraphs
+
+
+def subgraphs(node):
+    """The bodies of a node (written here, not taken from trtlab, so the tests walk graphs independently)."""
+    return [a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH]
+
+
+def all_nodes(graph):
+    out = []
+    for n in graph.node:
+        out.append(n)
+        for b in subgraphs(n):
+            out.extend(all_nodes(b))
+    return out
 
 pytestmark = pytest.mark.corpus
 SR = np.array(16000, np.int64)
@@ -80,3 +93,48 @@ def test_silero_fp16_converts_the_work_inside_the_if_branches(silero, tmp_path):
     hears_speech_and_silence(got)
     np.testing.assert_allclose(engine.run(silero.feeds()[0])["output"], plain(low).run(["output"],
                                                                                       silero.feeds()[0])[0])
+
+
+def calibration_chunks(path, every: int = 8) -> list[dict[str, np.ndarray]]:
+    """Every `every`-th chunk of the clip with the LSTM state plain fp32 ORT carries into it."""
+    sess, state, out = plain(path), np.zeros((2, 1, 128), np.float32), []
+    for i, x in enumerate(F.silero_stream()):
+        feed = {"input": x, "state": state, "sr": SR}
+        if i % every == 0:
+            out.append(feed)
+        _, state = sess.run(["output", "stateN"], feed)
+    return out
+
+
+def test_silero_int8_calibrates_and_quantizes_inside_the_if_branches(silero, tmp_path):
+    s = trtlab.Session(str(silero.path), workspace=tmp_path)
+    table = s.calibrate(calibration_chunks(silero.path), method="minmax")
+    assert len(table) > 0 and all(t.startswith("If_0_then_branch") for t in table)  # 16 kHz: the then branch
+    engine = s.build("int8", calibration=table, shapes=silero.shapes())
+    q = engine.variant.model
+    onnx.checker.check_model(q, full_check=True)
+    then_branch = next(a.g for a in q.graph.node[[n.op_type for n in q.graph.node].index("If")].attribute
+                       if a.name == "then_branch")
+    inner = all_nodes(then_branch)
+    assert sum(n.op_type == "QuantizeLinear" for n in inner) == len(table)
+    assert sum(n.op_type == "DequantizeLinear" and n.input[0].endswith("__quantized") for n in inner) == 6  # Conv w
+    # the 8 kHz branch was never computed on 16 kHz data: it gets no made-up range, stays float, and the notes say so
+    assert any("no scale in the calibration and stay float" in n for n in engine.variant.notes)
+    assert engine.variant.converted_fraction == 0.5
+    ref, got = stream(plain(silero.path)), stream(plain(q))
+    assert not np.array_equal(got, ref)  # int8 is no longer fp32 bit for bit
+    hears_speech_and_silence(got)
+
+
+def test_find_fp32_layers_ranks_and_pins_nodes_inside_the_branches(silero, tmp_path):
+    s = trtlab.Session(str(silero.path), workspace=tmp_path)
+    comp = s.compare("fp32", "fp16", outputs="all", data=silero.feeds(), shapes=silero.shapes())
+    rows = comp.frame.set_index("tensor")
+    lstm = "If_0_then_branch__Inline_0__/decoder/rnn/LSTM_output_0"
+    assert rows.loc[lstm, "rel_rms_err"] > 0  # an inner tensor, compared on the engines themselves
+    found = s.find_fp32_layers("fp16", data=silero.feeds(), tolerance=1e-6, max_steps=4)
+    inner = {n.name for top in s.model.proto.graph.node for b in subgraphs(top) for n in all_nodes(b)}
+    assert found.ranking and set(found.ranking[:10]) <= inner
+    assert found.pins and set(found.pins[:10]) <= inner  # (before: the two top-level Identity nodes)
+    pinned = s.build("fp16", shapes=silero.shapes(), fp32_layers=found.pins[:1])
+    assert pinned.variant.converted_fraction < s.build("fp16", shapes=silero.shapes()).variant.converted_fraction

@@ -5,13 +5,27 @@ silero-vad model against plain ONNX Runtime."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from trtlab.model import all_nodes, subgraphs
 from trtlab.precision.lowp import convert
+
+
+def subgraphs(node):
+    """The bodies of a node (written here, not taken from trtlab, so the tests walk graphs independently)."""
+    return [a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH]
+
+
+def all_nodes(graph):
+    out = []
+    for n in graph.node:
+        out.append(n)
+        for b in subgraphs(n):
+            out.extend(all_nodes(b))
+    return out
 
 RNG = np.random.default_rng(0)
 W1 = RNG.normal(0, 0.5, (4, 4)).astype(np.float32)
@@ -112,3 +126,30 @@ def test_fp32_pin_on_an_inner_node_keeps_it_fp32_and_lowers_the_converted_fracti
     feeds = _feeds(True)
     want = ReferenceEvaluator(model).run(None, feeds)[0]
     np.testing.assert_allclose(ReferenceEvaluator(pinned.model).run(None, feeds)[0], want, atol=5e-3)
+
+
+def test_int8_calibrates_and_quantizes_tensors_inside_if_and_loop_bodies():
+    from trtlab.precision.calibration import calibrate
+    from trtlab.precision.qdq import quantize
+    model = control_flow_model()
+    batches = [_feeds(True) for _ in range(3)]
+    table = calibrate(model, batches, method="minmax")
+    # the inner activations MatMul reads: r (outer, read inside both branches) and the Loop body's h_in
+    x = np.stack([b["x"] for b in batches])
+    assert table["r"] == pytest.approx(float(np.abs(np.maximum(x, 0)).max()), rel=1e-6)
+    assert table["h_in"] > 0
+    q = quantize(model, table)
+    inner = [n for top in q.model.graph.node for b in subgraphs(top) for n in all_nodes(b)]
+    # then: r (MatMul) and t_mm, x (residual Add); else: r (its Mul takes no Q/DQ); loop: h_in (MatMul), b_mm, y (Add)
+    assert sorted(n.input[0] for n in inner if n.op_type == "QuantizeLinear") == sorted(
+        ["r", "t_mm", "x", "r", "h_in", "b_mm", "y"])
+    assert {"then_matmul", "else_matmul", "body_matmul"} <= {n.name for n in inner
+                                                             if any(i.endswith("__dq") for i in n.input)}
+    assert "w1" in q.weights and "wl" in q.weights
+    onnx.checker.check_model(q.model, full_check=True)
+    feeds = _feeds(True)
+    want = ReferenceEvaluator(model).run(None, feeds)[0]
+    got = ort.InferenceSession(q.model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    assert not np.array_equal(got, want)
+    np.testing.assert_allclose(got, want, atol=0.05)
+    assert q.conversion["quantizable"] == q.conversion["quantized"] == 3

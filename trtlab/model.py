@@ -124,11 +124,14 @@ BodyPath = tuple[tuple[int, str], ...]
 
 
 def body_tensors(graph: onnx.GraphProto) -> dict[str, BodyPath]:
-    """{tensor: path to the body defining it} for every node output inside a body (not the main graph's), in
-    graph order, Constant outputs excluded (they are weights, not activations)."""
+    """{tensor: path to the body defining it} for every input and node output of a body (not the main graph's),
+    in graph order, Constant outputs excluded (they are weights, not activations)."""
     out: dict[str, BodyPath] = {}
 
     def walk(g: onnx.GraphProto, path: BodyPath) -> None:
+        if path:  # a Loop/Scan body's inputs (iteration count, condition, carried state, scan slices)
+            for vi in g.input:
+                out.setdefault(vi.name, path)
         for i, node in enumerate(g.node):
             if path and node.op_type != "Constant":
                 for t in node.output:

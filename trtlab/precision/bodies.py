@@ -28,7 +28,7 @@ def _rename(g: onnx.GraphProto, old: str, new: str) -> None:
                 n.output[k] = new
         for body in subgraphs(n):
             _rename(body, old, new)
-    for vi in (*g.value_info, *g.output):
+    for vi in (*g.input, *g.value_info, *g.output):
         if vi.name == old:
             vi.name = new
 
