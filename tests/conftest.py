@@ -152,3 +152,18 @@ def real_compare(range_session):
 def real_range_report(range_session):
     """Session.fp16_range_report of range_model over the same 2 random batches of 2."""
     return range_session.fp16_range_report(data=2, batch=2)
+
+
+@pytest.fixture(scope="module")
+def fetched():
+    """fetched(model_id): the corpus model, fetched (or found in the cache) and verified; the test fails if not."""
+    from corpus import CorpusError, get
+
+    def fetch(model_id):
+        m = get(model_id)
+        try:
+            m.fetch()
+        except CorpusError as e:
+            pytest.fail(f"the real-model corpus could not be fetched: {e}")
+        return m
+    return fetch

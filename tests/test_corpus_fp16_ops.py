@@ -10,21 +10,8 @@ import pytest
 from onnx import TensorProto
 
 import trtlab
-from corpus import CorpusError, get
 
 pytestmark = pytest.mark.corpus
-
-
-@pytest.fixture(scope="module")
-def fetched():
-    def fetch(model_id):
-        m = get(model_id)
-        try:
-            m.fetch()
-        except CorpusError as e:
-            pytest.fail(f"the real-model corpus could not be fetched: {e}")
-        return m
-    return fetch
 
 
 def _output_types(model: onnx.ModelProto, op_type: str) -> dict[str, int]:

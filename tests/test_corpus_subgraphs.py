@@ -9,22 +9,9 @@ import onnxruntime as ort
 import pytest
 
 import trtlab
+from corpus.inspect_graphs import walk
 from corpus import CorpusError, get
 from corpus import feeds as F
-
-
-def subgraphs(node):
-    """The bodies of a node (written here, not taken from trtlab, so the tests walk graphs independently)."""
-    return [a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH]
-
-
-def all_nodes(graph):
-    out = []
-    for n in graph.node:
-        out.append(n)
-        for b in subgraphs(n):
-            out.extend(all_nodes(b))
-    return out
 
 pytestmark = pytest.mark.corpus
 SR = np.array(16000, np.int64)
@@ -68,12 +55,10 @@ def hears_speech_and_silence(probs: np.ndarray) -> None:
 def branch_weights(model: onnx.ModelProto) -> dict[int, int]:
     """{elem type: float weight elements} of the Constants inside the If branches (and their bodies)."""
     out: dict[int, int] = {}
-    for node in model.graph.node:
-        for body in subgraphs(node):
-            for n in all_nodes(body):
-                if n.op_type == "Constant" and n.attribute[0].t.data_type in (1, 10):
-                    t = n.attribute[0].t
-                    out[t.data_type] = out.get(t.data_type, 0) + int(np.prod(t.dims))
+    for n, depth in walk(model.graph):
+        if depth > 0 and n.op_type == "Constant" and n.attribute[0].t.data_type in (1, 10):
+            t = n.attribute[0].t
+            out[t.data_type] = out.get(t.data_type, 0) + int(np.prod(t.dims))
     return out
 
 
@@ -115,7 +100,7 @@ def test_silero_int8_calibrates_and_quantizes_inside_the_if_branches(silero, tmp
     onnx.checker.check_model(q, full_check=True)
     then_branch = next(a.g for a in q.graph.node[[n.op_type for n in q.graph.node].index("If")].attribute
                        if a.name == "then_branch")
-    inner = all_nodes(then_branch)
+    inner = [n for n, _ in walk(then_branch)]
     assert sum(n.op_type == "QuantizeLinear" for n in inner) == len(table)
     assert sum(n.op_type == "DequantizeLinear" and n.input[0].endswith("__quantized") for n in inner) == 6  # Conv w
     # the 8 kHz branch was never computed on 16 kHz data: it gets no made-up range, stays float, and the notes say so
@@ -133,8 +118,10 @@ def test_find_fp32_layers_ranks_and_pins_nodes_inside_the_branches(silero, tmp_p
     lstm = "If_0_then_branch__Inline_0__/decoder/rnn/LSTM_output_0"
     assert rows.loc[lstm, "rel_rms_err"] > 0  # an inner tensor, compared on the engines themselves
     found = s.find_fp32_layers("fp16", data=silero.feeds(), tolerance=1e-6, max_steps=4)
-    inner = {n.name for top in s.model.proto.graph.node for b in subgraphs(top) for n in all_nodes(b)}
+    inner = {n.name for n, depth in walk(s.model.proto.graph) if depth > 0}
     assert found.ranking and set(found.ranking[:10]) <= inner
     assert found.pins and set(found.pins[:10]) <= inner  # (before: the two top-level Identity nodes)
-    pinned = s.build("fp16", shapes=silero.shapes(), fp32_layers=found.pins[:1])
-    assert pinned.variant.converted_fraction < s.build("fp16", shapes=silero.shapes()).variant.converted_fraction
+    pinned = s.build("fp16", shapes=silero.shapes(), fp32_layers=found.pins)
+    full = s.build("fp16", shapes=silero.shapes())
+    assert found.converted_fraction == pinned.variant.converted_fraction < full.variant.converted_fraction
+    assert f"{found.converted_fraction:.0%} of float ops still converted" in repr(found)

@@ -10,24 +10,12 @@ import pytest
 from onnx import helper, numpy_helper
 
 import trtlab
-from corpus import MODELS, CorpusError, get
+from corpus import MODELS
 from trtlab.errors import ModelError
 from trtlab.precision import lowp
 
 pytestmark = pytest.mark.corpus
 ZOO = [m.id for m in MODELS if m.id.startswith("zoo_")]
-
-
-@pytest.fixture(scope="module")
-def fetched():
-    def fetch(model_id):
-        m = get(model_id)
-        try:
-            m.fetch()
-        except CorpusError as e:
-            pytest.fail(f"the real-model corpus could not be fetched: {e}")
-        return m
-    return fetch
 
 
 def plain_ort(path_or_bytes):

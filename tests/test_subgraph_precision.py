@@ -11,21 +11,8 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
+from corpus.inspect_graphs import walk
 from trtlab.precision.lowp import convert
-
-
-def subgraphs(node):
-    """The bodies of a node (written here, not taken from trtlab, so the tests walk graphs independently)."""
-    return [a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH]
-
-
-def all_nodes(graph):
-    out = []
-    for n in graph.node:
-        out.append(n)
-        for b in subgraphs(n):
-            out.extend(all_nodes(b))
-    return out
 
 RNG = np.random.default_rng(0)
 W1 = RNG.normal(0, 0.5, (4, 4)).astype(np.float32)
@@ -78,7 +65,7 @@ def control_flow_model():
 def _inner_types(model):
     """{tensor: elem type} over every graph of the model (value_info, inputs, outputs, Constants)."""
     types = {}
-    graphs = [model.graph] + [b for n in all_nodes(model.graph) for b in subgraphs(n)]
+    graphs = [model.graph] + [a.g for n, _ in walk(model.graph) for a in n.attribute if a.type == onnx.AttributeProto.GRAPH]
     for g in graphs:
         for vi in (*g.input, *g.value_info, *g.output):
             types[vi.name] = vi.type.tensor_type.elem_type
@@ -139,7 +126,7 @@ def test_int8_calibrates_and_quantizes_tensors_inside_if_and_loop_bodies():
     assert table["r"] == pytest.approx(float(np.abs(np.maximum(x, 0)).max()), rel=1e-6)
     assert table["h_in"] > 0
     q = quantize(model, table)
-    inner = [n for top in q.model.graph.node for b in subgraphs(top) for n in all_nodes(b)]
+    inner = [n for n, depth in walk(q.model.graph) if depth > 0]
     # then: r (MatMul) and t_mm, x (residual Add); else: r (its Mul takes no Q/DQ); loop: h_in (MatMul), b_mm, y (Add)
     assert sorted(n.input[0] for n in inner if n.op_type == "QuantizeLinear") == sorted(
         ["r", "t_mm", "x", "r", "h_in", "b_mm", "y"])

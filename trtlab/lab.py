@@ -378,6 +378,8 @@ def find_fp32_layers(session: "Session", candidate: str, tolerance: float, data:
         note = analysis_note(session, cand)
         if note:
             result.notes.append(note)
+        result.converted_fraction = lab_variant(session, {**base, "precision": candidate, "fp32_layers": result.pins},
+                                                rep)[1].converted_fraction
         session.workspace.save_result("find_fp32_layers", result.to_dict(), result.steps, result=result)
         rep.write("info", repr(result), "precision")
         return result

@@ -39,18 +39,24 @@ class FindResult:
     steps: Any
     ranking: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # how the candidate was computed, e.g. fp16_mode='faithful'
+    # share of the float work the candidate still computes in reduced precision with `pins` kept fp32
+    # (Variant.converted_fraction), when the caller measured it
+    converted_fraction: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON payload."""
         return {"pins": self.pins, "met": self.met, "tolerance": self.tolerance, "metric": self.metric,
-                "baseline": self.baseline, "final": self.final, "ranking": self.ranking[:50], "notes": self.notes}
+                "baseline": self.baseline, "final": self.final, "ranking": self.ranking[:50], "notes": self.notes,
+                "converted_fraction": self.converted_fraction}
 
     def __repr__(self) -> str:
         state = "meets" if self.met else "does NOT meet"
         faithful = any("fp16_mode='faithful'" in n for n in self.notes)
         return (f"<FindResult {len(self.pins)} pin(s) {self.pins[:6]}{' ...' if len(self.pins) > 6 else ''}: "
                 f"{self.metric} {self.final:.3g} {state} tolerance {self.tolerance:g} (unpinned {self.baseline:.3g}); "
-                f"{len(self.steps)} steps{'; fp16 stored in fp16 (faithful)' if faithful else ''}>")
+                + (f"{self.converted_fraction:.0%} of float ops still converted; "
+                   if self.converted_fraction is not None else "")
+                + f"{len(self.steps)} steps{'; fp16 stored in fp16 (faithful)' if faithful else ''}>")
 
     def _repr_html_(self) -> str:
         from ..markup import esc

@@ -96,7 +96,6 @@ def quantize(proto: onnx.ModelProto, table: Any, dtype: str = "int8", per_channe
         notes.append(f"{dtype}: model converted from opset {opset} to {need} for Q/DQ")
     if dtype == "fp8":
         model.ir_version = max(model.ir_version, 9)
-    g = model.graph
     qtype = Q_TYPES[dtype]
     skip = set(skip_nodes)
 
