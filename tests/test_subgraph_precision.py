@@ -140,3 +140,18 @@ def test_int8_calibrates_and_quantizes_tensors_inside_if_and_loop_bodies():
     assert not np.array_equal(got, want)
     np.testing.assert_allclose(got, want, atol=0.05)
     assert q.conversion["quantizable"] == q.conversion["quantized"] == 3
+
+
+def test_pinning_a_control_flow_node_keeps_its_bodies_in_fp32_and_free_of_qdq():
+    from trtlab.precision.calibration import calibrate
+    from trtlab.precision.qdq import quantize
+    model = control_flow_model()
+    low = convert(model, "fp16", node_block_list=["branch"])
+    types = _inner_types(onnx.shape_inference.infer_shapes(low.model))
+    assert [types[t] for t in ("t_mm", "t_out", "e_mm", "e_out")] == [TensorProto.FLOAT] * 4
+    assert types["b_mm"] == TensorProto.FLOAT16  # the Loop, not pinned, is converted
+    table = calibrate(model, [_feeds(True)], method="minmax")
+    q = quantize(model, table, skip_nodes=("loop",))
+    body = next(n for n in q.model.graph.node if n.op_type == "Loop").attribute[0].g
+    assert not any(n.op_type == "QuantizeLinear" for n in body.node)
+    assert any(n.op_type == "QuantizeLinear" for n, depth in walk(q.model.graph) if depth > 0)  # the If's are

@@ -9,7 +9,7 @@ from typing import Iterable
 import onnx
 
 from ..errors import ModelError
-from ..model import subgraphs
+from ..model import all_nodes, subgraphs
 
 # The largest magnitude each quantized type represents: scale = amax / QMAX[dtype].
 QMAX = {"int8": 127.0, "fp8": 448.0}  # fp8 is E4M3, the format TensorRT uses for activations
@@ -135,6 +135,17 @@ def all_tensor_names(model: onnx.ModelProto) -> set[str]:
     return names
 
 
+def with_bodies(graph: onnx.GraphProto, names: Iterable[str]) -> set[str]:
+    """`names` plus every node inside the bodies of the named nodes: pinning an If, Loop or Scan keeps all of its
+    bodies in fp32 (and free of Q/DQ)."""
+    names = set(names)
+    out = set(names)
+    for node in all_nodes(graph):
+        if node.name in names:
+            out.update(n.name for body in subgraphs(node) for n in all_nodes(body))
+    return out
+
+
 def model_elem_types(model: onnx.ModelProto) -> dict[str, int]:
     """{tensor: ONNX element type} over the main graph and every body (tensor names are unique across scopes)."""
     types: dict[str, int] = {}
@@ -164,7 +175,7 @@ def quantized_scopes(model: onnx.ModelProto, skip_nodes: Iterable[str] = (), res
     (depth first). A body sees the constants, producers and weights of the scopes around it, so a body's Conv on
     an outer activation is quantized inside the body, and an outer Constant weight read by a body counts as one."""
     types = model_elem_types(infer_types(model))
-    skip = set(skip_nodes)
+    skip = with_bodies(model.graph, skip_nodes)
     out: list[Scope] = []
 
     def walk(graph: onnx.GraphProto, constants: set[str], producers: dict[str, onnx.NodeProto],

@@ -24,7 +24,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import ConfigError, ModelError
 from ..model import all_nodes, outer_names, subgraphs
-from .graph import place_after_producers
+from .graph import place_after_producers, with_bodies
 
 LOW_TYPES = {"fp16": TensorProto.FLOAT16, "bf16": TensorProto.BFLOAT16}
 NP_TYPES = {"fp16": np.dtype(np.float16), "bf16": np.dtype(ml_dtypes.bfloat16)}
@@ -215,7 +215,7 @@ def convert(proto: onnx.ModelProto, precision: str = "fp16", keep_io_types: bool
 
     if precision not in LOW_TYPES:
         raise ConfigError(f"low-precision transform takes 'fp16' or 'bf16', not {precision!r}")
-    pins = set(check_node_names(proto, node_block_list))
+    pins = with_bodies(proto.graph, check_node_names(proto, node_block_list))  # a pinned If pins its bodies
     block_ops = DEFAULT_OP_BLOCK_LIST if op_block_list is None else frozenset(op_block_list)
     try:
         model = onnx.shape_inference.infer_shapes(proto)
