@@ -95,7 +95,8 @@ def test_silero_int8_calibrates_and_quantizes_inside_the_if_branches(silero, tmp
     s = trtlab.Session(str(silero.path), workspace=tmp_path)
     table = s.calibrate(calibration_chunks(silero.path), method="minmax")
     assert len(table) > 0 and all(t.startswith("If_0_then_branch") for t in table)  # 16 kHz: the then branch
-    engine = s.build("int8", calibration=table, shapes=silero.shapes())
+    with pytest.warns(RuntimeWarning, match="8 of the 16 tensors quantized have no scale"):  # the 8 kHz branch
+        engine = s.build("int8", calibration=table, shapes=silero.shapes())
     q = engine.variant.model
     onnx.checker.check_model(q, full_check=True)
     then_branch = next(a.g for a in q.graph.node[[n.op_type for n in q.graph.node].index("If")].attribute
