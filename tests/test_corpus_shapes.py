@@ -134,3 +134,17 @@ def test_the_cli_prints_one_line_with_the_fix_in_cli_flags(mid, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("trtlab: error: "), p.stderr
     assert CASES[mid][1] in lines[0]
     assert "Traceback" not in p.stderr and "shapes={" not in p.stderr and "dims=" not in p.stderr
+
+
+def test_find_fp32_layers_and_the_range_report_take_shapes_like_compare(tmp_path):
+    # ppocr_cls's '?' stands for two axes (48 and 192), so dims= cannot say its shape: shapes= must work everywhere
+    m = get("ppocr_cls")
+    m.fetch()
+    s = trtlab.Session(str(m.path), workspace=tmp_path)
+    shapes = {"x": (1, 3, 48, 192)}
+    r = s.fp16_range_report(data=1, shapes=shapes)  # one random batch of exactly that shape
+    assert len(r.frame) > 0 and set(r.frame["kind"]) <= {"activation", "weight", "integer"}
+    f = s.find_fp32_layers("fp16", data=2, shapes=shapes, tolerance=1.0, max_steps=2)
+    assert f.pins == []  # tolerance 1.0 holds with nothing pinned
+    ref = s.compare("fp32", "fp16", outputs=None, data=2, shapes=shapes)
+    assert ref.frame.shape[0] >= 1

@@ -282,7 +282,8 @@ def compare(session: "Session", reference: "EngineSpec", candidate: "EngineSpec"
 
 
 def fp16_range_report(session: "Session", data: Any, batch: int | None, outputs: Iterable[str] | str,
-                      max_segment_bytes: int | str, seed: int, dims: Mapping[str, int] | None, background: bool):
+                      max_segment_bytes: int | str, seed: int, dims: Mapping[str, int] | None, background: bool,
+                      shapes: Mapping[str, Any] | None = None):
     """FP32 with every tensor marked, each tensor's magnitudes against FP16/BF16 ranges; saved as produced."""
     from .analysis.range_report import RangeReport, RangeStats, range_frame
     from .config import parse_size
@@ -292,13 +293,13 @@ def fp16_range_report(session: "Session", data: Any, batch: int | None, outputs:
         names = lab_names(session, outputs)
         b = batch or batch_of(data)
         (runner,), notes = segment_runners(session, ["fp32"], names, parse_size(max_segment_bytes), b, rep,
-                                           batch=batch, dims=dims)
+                                           batch=batch, dims=dims, shapes=shapes)
         from .precision.graph import weight_tensors
         weights = weight_tensors(session.model.proto.graph)
         stats = {n: RangeStats(n, "weight" if n in weights else "activation") for n in names}
         done = 0
         try:
-            batches, total = lab_batches(session, data, batch, seed, dims)
+            batches, total = lab_batches(session, data, batch, seed, dims, shapes)
             for feeds in batches:
                 for si, vals in runner.run(feeds):
                     for name in list(vals):
@@ -321,7 +322,7 @@ def fp16_range_report(session: "Session", data: Any, batch: int | None, outputs:
 
 def find_fp32_layers(session: "Session", candidate: str, tolerance: float, data: Any, batch: int | None,
                      metric: str, max_steps: int, seed: int, calibration: Any, dims: Mapping[str, int] | None,
-                     resume: bool, background: bool):
+                     resume: bool, background: bool, shapes: Mapping[str, Any] | None = None):
     """The smallest set of nodes to pin to FP32 for `metric` <= tolerance; each step stored as it is measured
     and, with resume, taken from the store when an earlier search of the same data and settings measured it.
     The search gets plain callables: score(pins) builds and runs the pinned candidate on the session's backend
@@ -332,12 +333,13 @@ def find_fp32_layers(session: "Session", candidate: str, tolerance: float, data:
 
     def work(rep: Reporter):
         check_search(tolerance, metric)
-        batches = list(lab_batches(session, data, batch, seed, dims)[0])
+        batches = list(lab_batches(session, data, batch, seed, dims, shapes)[0])
         if not batches:
             from .errors import InputError
             raise InputError("no batches: the data iterable yielded nothing")
         b = batch or batch_of(batches[0])
-        cand = analysis_config(session, session.make_config(candidate, batch=b, dims=dims, calibration=calibration))
+        cand = analysis_config(session, session.make_config(candidate, batch=b, dims=dims, shapes=shapes,
+                                                            calibration=calibration))
         store = TrialStore(session.workspace, "find_fp32", "find-fp32", {
             "candidate": cand.to_dict(), "tolerance": tolerance, "metric": metric, "max_steps": max_steps,
             "data": batches_digest(batches)})
@@ -346,7 +348,7 @@ def find_fp32_layers(session: "Session", candidate: str, tolerance: float, data:
             rep.write("info", f"find_fp32_layers resumes {store.id}: {len(stored)} record(s) in {store.folder}",
                       "precision")
         outputs = [o.name for o in session.model.outputs]
-        base = {"batch": b, "calibration": calibration, "dims": dims}
+        base = {"batch": b, "calibration": calibration, "dims": dims, "shapes": shapes}
         quiet = rep.child("find", events=False)
 
         def run(spec: dict[str, Any]) -> list[dict[str, np.ndarray]]:
@@ -361,13 +363,13 @@ def find_fp32_layers(session: "Session", candidate: str, tolerance: float, data:
 
         def score(pins: list[str]) -> float:
             if not reference:
-                reference.extend(run({"precision": "fp32", "batch": b, "dims": dims}))
+                reference.extend(run({"precision": "fp32", "batch": b, "dims": dims, "shapes": shapes}))
             return worst_output_error(reference, run({**base, "precision": candidate, "fp32_layers": pins}),
                                       outputs, metric)
 
         def ranking() -> list[str]:
             comp = session.compare("fp32", {**base, "precision": candidate}, outputs="all", data=batches, batch=b,
-                                   dims=dims)
+                                   dims=dims, shapes=shapes)
             # every node at any depth, so nodes inside If/Loop/Scan bodies rank (and get pinned) by their own error;
             # a control-flow node is left out: its error is its bodies' nodes' doing
             return error_gain_ranking(comp.frame, [n for n in all_nodes(session.model.proto.graph) if not subgraphs(n)])

@@ -262,21 +262,21 @@ class Session:
 
     def fp16_range_report(self, data: Any = None, batch: int | None = None, outputs: Iterable[str] | str = "all",
                           max_segment_bytes: int | str = "128MiB", seed: int = 0, dims: Mapping[str, int] | None = None,
-                          background: bool = False):
+                          background: bool = False, shapes: Mapping[str, Any] | None = None):
         """Run FP32 with every tensor marked and summarise each tensor's magnitudes against FP16/BF16 ranges
         (plus the weights' conversion report); written to the workspace."""
-        return lab.fp16_range_report(self, data, batch, outputs, max_segment_bytes, seed, dims, background)
+        return lab.fp16_range_report(self, data, batch, outputs, max_segment_bytes, seed, dims, background, shapes)
 
     def find_fp32_layers(self, candidate: str = "fp16", tolerance: float = 1e-2, data: Any = None,
                          batch: int | None = None, metric: str = "rel_rms_err", max_steps: int = 24, seed: int = 0,
                          calibration: Any = None, dims: Mapping[str, int] | None = None, resume: bool = False,
-                         background: bool = False):
+                         background: bool = False, shapes: Mapping[str, Any] | None = None):
         """Smallest set of nodes to pin to FP32 so the final outputs' `metric` <= tolerance: candidates ranked by a
         layer-wise comparison, then bisection over that ranking; every step tried is in `.steps`.
         Each step is stored in the workspace as it is measured (find_fp32/<id>/trials.jsonl); resume=True takes
         the steps an earlier search with the same data and settings stored instead of building them again."""
         return lab.find_fp32_layers(self, candidate, tolerance, data, batch, metric, max_steps, seed, calibration,
-                                    dims, resume, background)
+                                    dims, resume, background, shapes)
 
     def evaluate(self, data: Any, labels: Any, metric: Any = "top1", precisions: Iterable[Any] = ("fp32", "fp16"),
                  output: str | None = None, background: bool = False, **build_args: Any):
