@@ -66,3 +66,16 @@ def cpu_info() -> dict[str, Any]:
     except Exception:
         physical = None
     return {"model": model or platform.machine(), "logical_cores": os.cpu_count(), "physical_cores": physical}
+
+
+def host_identity(device: str) -> dict[str, Any]:
+    """Where a measurement ran: the host name, the device type (the GPU's name, or 'CPU: <model>' for `device`
+    "CPU") and the NVIDIA driver (None without one), so points from different machines are told apart."""
+    import socket
+    on_cpu = device.upper() == "CPU"
+    driver = None
+    if not on_cpu:
+        listed = [g for g in gpus() if "error" not in g]
+        driver = listed[0]["driver"] if listed else None
+    return {"host": socket.gethostname(), "device_type": f"CPU: {cpu_info()['model']}" if on_cpu else device,
+            "driver": driver}

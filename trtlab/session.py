@@ -293,7 +293,9 @@ class Session:
               concurrency: Iterable[int] | int = (1,), options: Mapping[str, Iterable[Any]] | None = None,
               iterations: int | None = None, duration: float | None = None, warmup: int = 10, seed: int = 0,
               monitor: Any = True, resume: bool | str = False, budget_s: float | None = None,
-              keep_engines: bool = False, background: bool = False, **build_args: Any):
+              keep_engines: bool = False, background: bool = False, executor: str = "inline",
+              address: str | None = None, num_cpus: int | None = None, retry_failed: bool = False,
+              **build_args: Any):
         """Benchmark every (options, precision, batch, concurrency) point; each point is appended to the
         workspace as it finishes. batch defaults to the one shapes= fixes (axis 0), else 1; a batch that
         contradicts shapes= is refused at that point. resume=True runs only the points of the same sweep not finished yet;
@@ -301,9 +303,14 @@ class Session:
         iterations are per thread; concurrency c runs c threads, each with its own runner (context).
         monitor: True (0.1 s samples), an interval in seconds, a Monitor, or False. budget_s stops starting
         new points after that many seconds; the engines the sweep built are closed once it is done with each
-        (keep_engines=True keeps them loaded, up to the session's max_engines)."""
+        (keep_engines=True keeps them loaded, up to the session's max_engines).
+        A point that fails (a precision the backend lacks) is recorded as failed; resume skips it unless
+        retry_failed=True. executor="ray" runs each point as a Ray task that builds its engine where it measures
+        it (a whole GPU per point on a GPU host, else its threads' CPUs), on the cluster at `address` or, without
+        one, a local cluster of `num_cpus` CPUs; the records stream back into the same points.jsonl."""
         return tuning.sweep(self, batch, precision, concurrency, options, iterations, duration, warmup, seed, monitor,
-                            resume, budget_s, keep_engines, background, **build_args)
+                            resume, budget_s, keep_engines, background, executor, address, num_cpus, retry_failed,
+                            **build_args)
 
     def load_sweep(self, sweep_id: str):
         """A sweep read back from the workspace (finished points; `.missing` is what resume would run)."""

@@ -2,14 +2,16 @@
 Each function takes the Session it works for."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import numpy as np
+import onnx
 
 from .backends.base import Engine
 from .config import ShapeRange, check_options
 from .errors import ConfigError
-from .events import Reporter
+from .events import Reporter, job_reporter
 
 if TYPE_CHECKING:
     from .session import EngineSpec, Session
@@ -18,10 +20,13 @@ if TYPE_CHECKING:
 def sweep(session: "Session", batch: Iterable[int] | int, precision: Iterable[str] | str,
           concurrency: Iterable[int] | int, options: Mapping[str, Iterable[Any]] | None, iterations: int | None,
           duration: float | None, warmup: int, seed: int, monitor: Any, resume: bool | str, budget_s: float | None,
-          keep_engines: bool, background: bool, **build_args: Any):
+          keep_engines: bool, background: bool, executor: Any = "inline", address: str | None = None,
+          num_cpus: int | None = None, retry_failed: bool = False, **build_args: Any):
     """Benchmark every (options, precision, batch, concurrency) point, each appended to the workspace as it
     finishes (see Session.sweep)."""
+    from .analysis.executors import make_executor
     from .analysis.sweep import SweepSpec, SweepStore, run_sweep
+    runner = make_executor(executor, address, num_cpus)
     check_options(session.backend, build_args)  # before any point runs: a typo would fail every point
     for name, values in (options or {}).items():
         for value in (values if isinstance(values, (list, tuple)) else [values]):
@@ -38,6 +43,13 @@ def sweep(session: "Session", batch: Iterable[int] | int, precision: Iterable[st
     fixed = {k: v for k, v in spec.to_dict()["build"].items()}
 
     def work(rep: Reporter):
+        if runner.name != "inline":
+            result = run_sweep(spec, None, store, rep, resume=bool(resume), budget_s=budget_s, executor=runner,
+                               measure=PointTask(WorkerModel.of(session), spec.to_dict(), fixed,
+                                                 monitor_interval(monitor)),
+                               resources=point_resources_for(session, runner, fixed), retry_failed=retry_failed)
+            session.workspace.save_result("sweep", result.to_dict(), result.to_frame(), result=result)
+            return result
         before = session._engine_cache.loaded()
         mon, own = sweep_monitor(monitor)
 
@@ -49,7 +61,7 @@ def sweep(session: "Session", batch: Iterable[int] | int, precision: Iterable[st
                 session._engine_cache.release(engine)
         try:
             result = run_sweep(spec, build, store, rep, resume=bool(resume), monitor=mon, budget_s=budget_s,
-                               release=release)
+                               release=release, retry_failed=retry_failed)
         finally:
             if own:
                 mon.stop()
@@ -69,6 +81,106 @@ def shapes_batch(model: Any, shapes: Mapping[str, Any] | None) -> int | None:
             if r.min[:1] == r.opt[:1] == r.max[:1] and r.opt:
                 return int(r.opt[0])
     return None
+
+
+def monitor_interval(monitor: Any) -> float | None:
+    """The sampling interval a worker's own monitor uses for `monitor` (a Monitor object stays in this process,
+    so a worker samples at its interval), or None for no monitor."""
+    if monitor is False or monitor is None:
+        return None
+    if monitor is True:
+        return 0.1
+    if isinstance(monitor, (int, float)):
+        return float(monitor)
+    return float(getattr(monitor, "interval", 0.1))
+
+
+@dataclass(frozen=True)
+class WorkerModel:
+    """What a worker needs to open its own session on the model: the ONNX bytes (or, for a model whose weights
+    are external files, its path, which must be readable on every node), its name, the backend and the outputs
+    the session marks."""
+
+    name: str
+    backend: str
+    marked: tuple[str, ...]
+    data: bytes | None = None
+    path: str | None = None
+
+    @classmethod
+    def of(cls, session: "Session") -> "WorkerModel":
+        """The session's model as a worker opens it."""
+        m = session.model
+        external = any(t.data_location == onnx.TensorProto.EXTERNAL for t in m.proto.graph.initializer)
+        if external and m.path is not None:
+            return cls(m.name, session.backend.name, tuple(session._marked), path=str(m.path))
+        return cls(m.name, session.backend.name, tuple(session._marked), data=m.proto.SerializeToString())
+
+    def session(self) -> "Session":
+        """This worker process's session on the model (opened once, on a private workspace: the driver's
+        workspace is written by the driver alone)."""
+        import tempfile
+        from .session import Session
+        key = (self.name, self.backend, self.marked, self.path, hash(self.data))
+        s = _WORKER_SESSIONS.get(key)
+        if s is None:
+            s = Session(self.data if self.data is not None else self.path, backend=self.backend, name=self.name,
+                        workspace=tempfile.mkdtemp(prefix="trtlab-worker-"))
+            if self.marked:
+                s.mark_outputs(list(self.marked))
+            _WORKER_SESSIONS[key] = s
+        return s
+
+
+_WORKER_SESSIONS: dict[tuple, "Session"] = {}
+
+
+@dataclass(frozen=True)
+class PointTask:
+    """One sweep point as a task: the worker opens its session, builds the point's engine there and measures it
+    with the same per-point function as an in-process sweep (analysis.sweep.measure_point)."""
+
+    model: WorkerModel
+    spec: dict[str, Any]
+    fixed: dict[str, Any]
+    monitor_interval: float | None = None
+
+    def __call__(self, point: dict[str, Any]) -> dict[str, Any]:
+        from .analysis.sweep import SweepSpec, measure_point
+        session = self.model.session()
+        spec = SweepSpec.from_dict(self.spec)
+
+        def engine_for(p: Mapping[str, Any]) -> Engine:
+            return session.build(precision=p["precision"], batch=p["batch"], **{**self.fixed, **dict(p["options"])})
+        mon = None
+        if self.monitor_interval is not None:
+            from .monitor import Monitor
+            mon = Monitor(interval=self.monitor_interval).start()
+        rep = job_reporter("sweep point", session.events, session.log)
+        try:
+            return measure_point(point, spec, engine_for, rep, mon)
+        finally:
+            if mon is not None:
+                mon.stop()
+
+
+def point_resources_for(session: "Session", runner: Any, fixed: Mapping[str, Any]):
+    """What each point reserves on the executor: a whole GPU where the cluster has GPUs and the point can use one
+    (a TensorRT backend, or ONNX Runtime not pinned to the CPU provider), else its threads' CPUs."""
+    from .analysis.executors import point_resources
+    gpu = runner.gpus > 0 and not _cpu_only(session.backend.name, fixed.get("providers"))
+
+    def resources(point: Mapping[str, Any]) -> dict[str, int]:
+        threads = dict(point["options"]).get("threads", fixed.get("threads"))
+        return point_resources(gpu, threads, int(point["concurrency"]))
+    return resources
+
+
+def _cpu_only(backend: str, providers: Any) -> bool:
+    if not backend.startswith("onnxruntime") or providers is None:
+        return False
+    names = [providers] if isinstance(providers, str) else list(providers)
+    return all("CPU" in str(n) for n in names)
 
 
 def sweep_monitor(monitor: Any) -> tuple[Any, bool]:

@@ -11,9 +11,9 @@ the batch and is what "throughput" means for sweep objectives and knees.
 from __future__ import annotations
 
 from .result import SweepResult, load_sweep, markdown_table
-from .runner import point_record, run_sweep
+from .runner import EngineReuse, error_record, measure_point, point_record, run_sweep
 from .spec import POINT_KEYS, SweepSpec, describe_point, point_key
 from .store import SweepStore
 
-__all__ = ["POINT_KEYS", "SweepResult", "SweepSpec", "SweepStore", "describe_point", "load_sweep", "markdown_table",
-           "point_key", "point_record", "run_sweep"]
+__all__ = ["POINT_KEYS", "EngineReuse", "SweepResult", "SweepSpec", "SweepStore", "describe_point", "error_record",
+           "load_sweep", "markdown_table", "measure_point", "point_key", "point_record", "run_sweep"]

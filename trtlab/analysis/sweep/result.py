@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -40,9 +41,24 @@ class SweepResult:
 
     @property
     def missing(self) -> list[dict[str, Any]]:
-        """Points of the spec without a successful record (what resume would run)."""
-        ok = {point_key(r) for r in self.records if r.get("status") == "ok"}
-        return [p for p in self.spec.points() if point_key(p) not in ok]
+        """Points of the spec without a record (what resume runs; failed points only with retry_failed=True)."""
+        have = {point_key(r) for r in self.records}
+        return [p for p in self.spec.points() if point_key(p) not in have]
+
+    @property
+    def device_types(self) -> list[str]:
+        """The device types (GPU name, or 'CPU: <model>') the successful points ran on, in order of first use."""
+        return list(dict.fromkeys(r["device_type"] for r in self.records
+                                  if r.get("status") == "ok" and r.get("device_type")))
+
+    def mixed_devices_note(self) -> str | None:
+        """A sentence when the points ran on more than one type of device (their timings are not comparable
+        as one machine's), else None."""
+        types = self.device_types
+        if len(types) < 2:
+            return None
+        return (f"points ran on {len(types)} device types ({'; '.join(types)}): compare within one "
+                f"(to_frame()['device_type']) before comparing across them")
 
     @property
     def option_names(self) -> list[str]:
@@ -86,6 +102,9 @@ class SweepResult:
         among points whose `percentile` latency is within `latency_budget_ms` when given."""
         if objective not in ("throughput", "latency"):
             raise ConfigError(f"objective must be 'throughput' or 'latency', got {objective!r}")
+        note = self.mixed_devices_note()
+        if note:
+            warnings.warn(f"sweep {self.id}: best() over {note}", stacklevel=2)
         f = self.to_frame(errors=False)
         if f.empty:
             raise ConfigError(f"sweep {self.id} has no successful points: see to_frame()['error']")
@@ -150,9 +169,12 @@ class SweepResult:
         lines = list(self.knees()["sentence"]) if self.records else []
         errs = [r for r in self.records if r.get("status") != "ok"]
         if errs:
-            lines.append(f"{len(errs)} point(s) failed, e.g. {describe_point(errs[0])}: {errs[0].get('error')}")
+            lines.append(f"{len(errs)} point(s) failed, e.g. {describe_point(errs[0])}: {errs[0].get('error')} "
+                         f"(resume skips failed points; retry_failed=True runs them again)")
         lines += self.precision_notes()
-        notrun = len(self.missing) - len(errs)
+        if self.mixed_devices_note():
+            lines.append(self.mixed_devices_note())
+        notrun = len(self.missing)
         if notrun > 0:
             lines.append(f"{notrun} of {len(self.spec.points())} points not run yet"
                          + (f" ({self.stopped})" if self.stopped else "") + ": call sweep again with resume=True")
