@@ -150,7 +150,7 @@ def test_torn_last_line_is_ignored_and_rerun(session):
     assert again.ran == 1 and again.complete
 
 
-def test_failed_points_are_recorded_and_retried(session):
+def test_failed_points_are_recorded_once_and_retried_only_when_asked(session):
     # fp8 passes the up-front option check but ONNX Runtime refuses it when the point builds
     sw = session.sweep(batch=[1], precision=["fp32", "fp8"], iterations=3, warmup=1, monitor=False)
     f = sw.to_frame()
@@ -159,7 +159,12 @@ def test_failed_points_are_recorded_and_retried(session):
     assert "FP8" in f["error"].iloc[1]
     assert "1 point(s) failed" in sw.describe()
     again = session.sweep(batch=[1], precision=["fp32", "fp8"], iterations=3, warmup=1, monitor=False, resume=True)
-    assert again.ran == 1  # only the failed point is tried again
+    assert again.ran == 0 and again.missing == []  # a deterministic failure is not retried forever
+    lines = [json.loads(x) for x in (sw.path / "points.jsonl").read_text().splitlines()]
+    assert [(x["precision"], x["status"]) for x in lines] == [("fp32", "ok"), ("fp8", "error")]
+    retried = session.sweep(batch=[1], precision=["fp32", "fp8"], iterations=3, warmup=1, monitor=False,
+                            resume=True, retry_failed=True)
+    assert retried.ran == 1  # only the failed point is tried again
 
 
 def test_an_invalid_option_value_is_refused_before_any_point_runs(session):

@@ -69,13 +69,14 @@ def cpu_info() -> dict[str, Any]:
 
 
 def host_identity(device: str) -> dict[str, Any]:
-    """Where a measurement ran: the host name, the device type (the GPU's name, or 'CPU: <model>' for `device`
-    "CPU") and the NVIDIA driver (None without one), so points from different machines are told apart."""
+    """Where a measurement ran: the host name and process id, the device type (the GPU's name, or 'CPU: <model>'
+    for `device` "CPU") and the NVIDIA driver (None without one), so points from different machines are told
+    apart."""
     import socket
     on_cpu = device.upper() == "CPU"
     driver = None
     if not on_cpu:
         listed = [g for g in gpus() if "error" not in g]
         driver = listed[0]["driver"] if listed else None
-    return {"host": socket.gethostname(), "device_type": f"CPU: {cpu_info()['model']}" if on_cpu else device,
+    return {"host": socket.gethostname(), "pid": os.getpid(), "device_type": f"CPU: {cpu_info()['model']}" if on_cpu else device,
             "driver": driver}

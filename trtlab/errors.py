@@ -122,3 +122,7 @@ class ExtraNotInstalledError(TrtlabError):
 
 class CalibrationWarning(UserWarning):
     """A calibration table that may be poor: too few samples for a histogram method, or tensors clipped heavily."""
+
+
+class WorkerLostError(TrtlabError):
+    """A Ray worker died while it ran a trial (killed, out of memory, its node lost): nothing it measured is kept."""

@@ -104,6 +104,7 @@ class WorkerModel:
     name: str
     backend: str
     marked: tuple[str, ...]
+    opener: Any  # the Session class (pickled by reference, so the worker imports it)
     data: bytes | None = None
     path: str | None = None
 
@@ -113,18 +114,18 @@ class WorkerModel:
         m = session.model
         external = any(t.data_location == onnx.TensorProto.EXTERNAL for t in m.proto.graph.initializer)
         if external and m.path is not None:
-            return cls(m.name, session.backend.name, tuple(session._marked), path=str(m.path))
-        return cls(m.name, session.backend.name, tuple(session._marked), data=m.proto.SerializeToString())
+            return cls(m.name, session.backend.name, tuple(session._marked), type(session), path=str(m.path))
+        return cls(m.name, session.backend.name, tuple(session._marked), type(session),
+                   data=m.proto.SerializeToString())
 
     def session(self) -> "Session":
         """This worker process's session on the model (opened once, on a private workspace: the driver's
         workspace is written by the driver alone)."""
         import tempfile
-        from .session import Session
         key = (self.name, self.backend, self.marked, self.path, hash(self.data))
         s = _WORKER_SESSIONS.get(key)
         if s is None:
-            s = Session(self.data if self.data is not None else self.path, backend=self.backend, name=self.name,
+            s = self.opener(self.data if self.data is not None else self.path, backend=self.backend, name=self.name,
                         workspace=tempfile.mkdtemp(prefix="trtlab-worker-"))
             if self.marked:
                 s.mark_outputs(list(self.marked))
@@ -223,12 +224,14 @@ def check_thread_safety(session: "Session", engine: "EngineSpec", threads: int, 
 def tune(session: "Session", objective: str, budget_s: float, batch: int | Iterable[int] | None,
          include: Iterable[str] | None, exclude: Iterable[str], trial_s: float | None, warmup: int, concurrency: int,
          confirm: bool, keep_engines: bool, precisions: Iterable[str] | None, resume: bool, background: bool,
-         **build_args: Any):
+         executor: Any = "inline", address: str | None = None, num_cpus: int | None = None, **build_args: Any):
     """Search precision, batch and the backend's options within `budget_s` seconds, each trial stored as it
     finishes and, with resume, taken from the store when an earlier tune of the same settings measured it
     (see Session.tune)."""
+    from .analysis.executors import make_executor
     from .analysis.trials import TrialStore
     from .analysis.tune import make_trial, run_tune, search_space
+    runner = make_executor(executor, address, num_cpus)
     batches = [batch] if isinstance(batch, int) or batch is None else [int(b) for b in batch]
     trial_s = trial_s if trial_s is not None else max(0.3, min(3.0, budget_s / 40))
     base = {k: v for k, v in build_args.items() if v is not None}
@@ -251,8 +254,13 @@ def tune(session: "Session", objective: str, budget_s: float, batch: int | Itera
         def release(engine: Engine) -> None:
             if not keep_engines and engine.config not in before and engine is not first:
                 session._engine_cache.release(engine)
-        trial = make_trial(build, {**base, "batch": batches[0]}, None, trial_s, warmup, concurrency,
-                           release=release)
+        if runner.name == "inline":
+            trial = make_trial(build, {**base, "batch": batches[0]}, None, trial_s, warmup, concurrency,
+                               release=release)
+        else:
+            trial = remote_trial(runner, TrialTask(WorkerModel.of(session), {**base, "batch": batches[0]}, trial_s,
+                                                   warmup, concurrency),
+                                 point_resources_for(session, runner, base), concurrency)
         default = {"batch": batches[0]} if len(batches) > 1 else None
         store = TrialStore(session.workspace, "tunes", "tune", {
             "backend": backend.name, "objective": objective, "space": space, "base": base, "batch": batches[0],
@@ -266,3 +274,38 @@ def tune(session: "Session", objective: str, budget_s: float, batch: int | Itera
         session.workspace.save_result("tune", result.to_dict(), result.to_frame(), result=result)
         return result
     return session._run("tune", work, background)
+
+
+@dataclass(frozen=True)
+class TrialTask:
+    """One tune trial as a task: the worker opens its session, builds the trial's engine there and benchmarks it
+    with the same trial function as an in-process tune (analysis.tune.make_trial)."""
+
+    model: WorkerModel
+    base: dict[str, Any]
+    duration: float
+    warmup: int
+    concurrency: int
+
+    def __call__(self, params: Mapping[str, Any]) -> Any:
+        from .analysis.tune import make_trial
+        session = self.model.session()
+        trial = make_trial(lambda args: session.build(**args), self.base, None, self.duration, self.warmup,
+                           self.concurrency)
+        return trial(params, job_reporter("tune trial", session.events, session.log))
+
+
+def remote_trial(runner: Any, task: TrialTask, resources: Any, concurrency: int):
+    """A tune trial function that runs `task` on the executor and waits for it (the search decides the next trial
+    from this one's score); a worker lost mid-trial fails the trial with WorkerLostError."""
+    from .analysis.executors import Lost
+    from .errors import WorkerLostError
+
+    def trial(params: Mapping[str, Any], reporter: Reporter) -> Any:
+        for _, value in runner.map(task, [dict(params)],
+                                   lambda p: resources({"options": p, "concurrency": concurrency})):
+            if isinstance(value, Lost):
+                raise WorkerLostError(f"the Ray worker running tune trial {dict(params)} was lost ({value.error})")
+            return value
+        raise WorkerLostError(f"tune trial {dict(params)} returned nothing")
+    return trial
