@@ -58,12 +58,12 @@ def test_declared_options_build(session):
 
 
 def test_sweep_and_tune_refuse_unknown_arguments_before_running(session):
-    with pytest.raises(UnknownOptionError, match="'executor'"):
-        session.sweep(batch=[1], executor="ray")
+    with pytest.raises(UnknownOptionError, match="'executer'"):
+        session.sweep(batch=[1], executer="ray")
     with pytest.raises(ConfigError, match="graph_optimization='bogus'"):
         session.sweep(batch=[1], options={"graph_optimization": ["all", "bogus"]})
-    with pytest.raises(UnknownOptionError, match="'executor'"):
-        session.tune(budget_s=1, executor="ray")
+    with pytest.raises(UnknownOptionError, match="'executer'"):
+        session.tune(budget_s=1, executer="ray")
     assert session.engines().empty and session.results().empty
 
 

@@ -33,8 +33,7 @@ def cluster():
     from trtlab.analysis.executors import RayExecutor
     if ray.is_initialized():
         ray.shutdown()
-    Path("/tmp/ray/ray_current_cluster").unlink(missing_ok=True)  # a dead cluster's address would be joined
-    runner = RayExecutor(num_cpus=2)
+    runner = RayExecutor(address="local", num_cpus=2)  # a new local cluster, whatever else runs on the machine
     yield runner
     ray.shutdown()
 

@@ -307,3 +307,19 @@ def test_budget_stops_before_the_next_point(session):
     assert len(sw.missing) == 2 and "2 of 2 points not run yet" in sw.describe()
     rest = session.sweep(batch=[1, 2], iterations=3, warmup=1, monitor=False, resume=True)
     assert rest.ran == 2 and rest.complete and rest.stopped is None
+
+
+def test_points_from_different_device_types_are_not_compared_silently(session):
+    sw = session.sweep(batch=[1, 2], iterations=3, warmup=1, monitor=False)
+    here = sw.records[0]["device_type"]
+    assert here.startswith("CPU: ") and sw.records[0]["host"] and sw.mixed_devices_note() is None
+    import warnings as w
+    with w.catch_warnings():
+        w.simplefilter("error")
+        sw.best()  # one device type: no warning
+    other = dict(sw.records[1], device_type="NVIDIA H100 80GB HBM3", host="gpu-node")  # as a second host records it
+    mixed = SweepResult([sw.records[0], other], sw.spec, sw.path)
+    assert mixed.device_types == [here, "NVIDIA H100 80GB HBM3"]
+    with pytest.warns(UserWarning, match="2 device types"):
+        mixed.best()
+    assert "points ran on 2 device types" in mixed.describe()

@@ -45,8 +45,8 @@ class InlineExecutor:
 
     name = "inline"
 
-    def map(self, fn: Callable[[Any], Any], items: Iterable[Any],
-            resources: Resources | None = None) -> Iterator[tuple[Any, Any]]:
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any], resources: Resources | None = None,
+            poll: Callable[[], None] | None = None) -> Iterator[tuple[Any, Any]]:
         """(item, fn(item)) for each item, lazily: the caller may stop pulling (budget, cancel) at any time."""
         for item in items:
             yield item, fn(item)
@@ -66,9 +66,10 @@ def _call(fn: Callable[[Any], Any], item: Any) -> Any:
 class RayExecutor:
     """Runs each item as a Ray task with `max_retries=0`, at most as many at once as the cluster has room for.
 
-    `address=None` joins the cluster this process is already connected to, else starts a local one with
-    `num_cpus` CPUs (all by default); an address ("auto", "ray://host:10001", "host:6379") joins that cluster.
-    The local cluster is left running for later sweeps in this process (ray.shutdown() stops it)."""
+    `address=None` does what `ray.init()` does: joins the cluster this machine runs (RAY_ADDRESS, or one started
+    with `ray start`), else starts a local one with `num_cpus` CPUs (all by default); "local" always starts a new
+    local one; an address ("auto", "ray://host:10001", "host:6379") joins that cluster. The local cluster is
+    left running for later sweeps in this process (ray.shutdown() stops it)."""
 
     name = "ray"
 
@@ -81,25 +82,28 @@ class RayExecutor:
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": False,
                                       "include_dashboard": False}
-            if address is None:
+            local = address in (None, "local")
+            if address is not None:
+                kwargs["address"] = address
+            if local:
                 os.environ.setdefault("RAY_raylet_start_wait_time_s", _LOCAL_START_WAIT_S)
                 os.environ.setdefault("RAY_agent_register_timeout_ms", _LOCAL_START_WAIT_S + "000")
                 if num_cpus is not None:
                     kwargs["num_cpus"] = int(num_cpus)
-            else:
-                kwargs["address"] = address
             # a local start on a loaded machine can time out waiting for Ray's own agents: try it twice
-            for attempt in range(2 if address is None else 1):
+            for attempt in range(2 if local else 1):
                 try:
                     ray.init(**kwargs)
                     break
                 except Exception as exc:  # Ray raises a bare Exception when its node does not come up
-                    if attempt == 0 and address is None:
+                    if attempt == 0 and local:
                         continue
-                    what = "start a local Ray cluster" if address is None else \
-                        f"join the Ray cluster at {address!r}"
-                    raise ConfigError(f"cannot {what} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
-                                      f": check the address, or pass address=None for a local one") from None
+                    what, fix = ("start a local Ray cluster", "pass address='local' for a new one (a cluster "
+                                 "this machine runs is joined otherwise), or retry on a less loaded machine") \
+                        if local else (f"join the Ray cluster at {address!r}", "check the address, or pass "
+                                       "address='local' for a local cluster")
+                    why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    raise ConfigError(f"cannot {what} ({why}): {fix}") from None
         self._remote = ray.remote(max_retries=0)(_call)
 
     @property
@@ -113,11 +117,12 @@ class RayExecutor:
         fits = [int(have.get(_RAY_NAMES[k], 0) // v) for k, v in need.items() if v > 0]
         return max(1, min(fits) if fits else 1)
 
-    def map(self, fn: Callable[[Any], Any], items: Iterable[Any],
-            resources: Resources | None = None) -> Iterator[tuple[Any, Any]]:
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any], resources: Resources | None = None,
+            poll: Callable[[], None] | None = None) -> Iterator[tuple[Any, Any]]:
         """(item, outcome) as each task finishes (not in order); a new task starts when one finishes, so the
         caller's budget and cancel checks between outcomes stop further submissions. The outcome is fn's value,
-        or Lost when its worker died; a TrtlabError raised in the worker is raised here."""
+        or Lost when its worker died; a TrtlabError raised in the worker is raised here. `poll()` is called
+        every half second while tasks run (it raises to stop them: a cancel)."""
         ray = self._ray
         fn_ref = ray.put(fn)  # once: the model bytes it carries travel to each node once, not once per task
         source = iter(items)
@@ -136,7 +141,11 @@ class RayExecutor:
                         break
                 if not pending:
                     return
-                ready, _ = ray.wait(list(pending), num_returns=1)
+                ready: list[Any] = []
+                while not ready:
+                    ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+                    if not ready and poll is not None:
+                        poll()
                 ref = ready[0]
                 item = pending.pop(ref)
                 try:

@@ -152,7 +152,7 @@ def run_sweep(spec: SweepSpec, build: BuildFn | None, store: SweepStore, reporte
                 return
             yield point
     try:
-        for point, rec in executor.map(measure, feed(), resources):
+        for point, rec in executor.map(measure, feed(), resources, lambda: reporter.cancel.check(reporter.task)):
             if isinstance(rec, Lost):
                 lost.append(describe_point(point))
                 reporter.write("warning", f"sweep point {describe_point(point)} was lost with its worker "
