@@ -328,16 +328,21 @@ class Session:
              include: Iterable[str] | None = None, exclude: Iterable[str] = (), trial_s: float | None = None,
              warmup: int = 5, concurrency: int = 1, confirm: bool = True, keep_engines: bool = False,
              precisions: Iterable[str] | None = None, resume: bool = False, background: bool = False,
-             executor: str = "inline", address: str | None = None, num_cpus: int | None = None, **build_args: Any):
+             executor: str = "inline", address: str | None = None, num_cpus: int | None = None,
+             search: str = "greedy", seed: int = 0, max_trials: int | None = None, **build_args: Any):
         """Search precision, batch (when a list) and the backend's options within `budget_s` seconds; every
         trial is in `.to_frame()`, the best against the default in `.ratio`. Written to the workspace.
         precisions limits the precisions tried (default: fp32, fp16, bf16 where the backend has them).
         Each trial is stored in the workspace as it finishes (tunes/<id>/trials.jsonl); resume=True takes the
         trials stored by an earlier tune with the same search space and settings instead of running them again.
         executor="ray" runs each trial as a Ray task that builds and measures where it runs (see sweep); the
-        search and the trial store stay in this process."""
+        search and the trial store stay in this process.
+        search="greedy" (coordinate search) or "optuna" (Optuna's TPE sampler, seeded by seed; needs
+        trtlab[optuna]; its study is kept in tunes/<id>/optuna.journal, so resume=True continues it);
+        max_trials caps the search trials (the default configuration included)."""
         return tuning.tune(self, objective, budget_s, batch, include, exclude, trial_s, warmup, concurrency, confirm,
-                           keep_engines, precisions, resume, background, executor, address, num_cpus, **build_args)
+                           keep_engines, precisions, resume, background, executor, address, num_cpus,
+                           search=search, seed=seed, max_trials=max_trials, **build_args)
 
     # ---- UI and report -------------------------------------------------------------------
     def panel(self, monitor: bool = True, monitor_interval: float = 0.25) -> Any:

@@ -2,6 +2,7 @@
 Each function takes the Session it works for."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
@@ -224,10 +225,11 @@ def check_thread_safety(session: "Session", engine: "EngineSpec", threads: int, 
 def tune(session: "Session", objective: str, budget_s: float, batch: int | Iterable[int] | None,
          include: Iterable[str] | None, exclude: Iterable[str], trial_s: float | None, warmup: int, concurrency: int,
          confirm: bool, keep_engines: bool, precisions: Iterable[str] | None, resume: bool, background: bool,
-         executor: Any = "inline", address: str | None = None, num_cpus: int | None = None, **build_args: Any):
+         executor: Any = "inline", address: str | None = None, num_cpus: int | None = None,
+         search: str = "greedy", seed: int = 0, max_trials: int | None = None, **build_args: Any):
     """Search precision, batch and the backend's options within `budget_s` seconds, each trial stored as it
     finishes and, with resume, taken from the store when an earlier tune of the same settings measured it
-    (see Session.tune)."""
+    (see Session.tune). search="optuna" keeps its study in the tune's folder (optuna.journal)."""
     from .analysis.executors import make_executor
     from .analysis.trials import TrialStore
     from .analysis.tune import make_trial, run_tune, search_space
@@ -236,6 +238,8 @@ def tune(session: "Session", objective: str, budget_s: float, batch: int | Itera
     trial_s = trial_s if trial_s is not None else max(0.3, min(3.0, budget_s / 40))
     base = {k: v for k, v in build_args.items() if v is not None}
     check_options(session.backend, base)
+    if search not in ("greedy", "optuna"):
+        raise ConfigError(f"search must be 'greedy' or 'optuna', got {search!r}")
 
     def work(rep: Reporter):
         before = session._engine_cache.loaded()
@@ -262,15 +266,27 @@ def tune(session: "Session", objective: str, budget_s: float, batch: int | Itera
                                                    warmup, concurrency),
                                  point_resources_for(session, runner, base), concurrency)
         default = {"batch": batches[0]} if len(batches) > 1 else None
-        store = TrialStore(session.workspace, "tunes", "tune", {
+        settings = {
             "backend": backend.name, "objective": objective, "space": space, "base": base, "batch": batches[0],
             "trial_s": trial_s, "warmup": warmup, "concurrency": concurrency, "confirm": confirm,
-            "default": default})
+            "default": default}
+        if search != "greedy":  # greedy tunes keep the ids they had before strategies existed
+            settings.update({"search": search, "seed": seed})
+        store = TrialStore(session.workspace, "tunes", "tune", settings)
         stored = store.start(resume)
         if stored:
             rep.write("info", f"tune resumes {store.id}: {len(stored)} trial(s) stored in {store.folder}", "tune")
+        strategy: Any = search
+        if search == "optuna":
+            from .analysis.tune_optuna import OptunaSearch
+            from .workspace import is_link
+            journal = store.folder / "optuna.journal"
+            if not resume and journal.exists() and not is_link(journal):
+                session.workspace.rename(journal, store.folder / f"optuna-{time.time_ns()}.journal")  # kept
+            strategy = OptunaSearch(session.workspace.library_file(journal, "the Optuna study journal"),
+                                    store.id, seed)
         result = run_tune(space, trial, rep, objective, budget_s, default=default, confirm=confirm,
-                          on_trial=store.append, stored=stored)
+                          on_trial=store.append, stored=stored, search=strategy, max_trials=max_trials)
         session.workspace.save_result("tune", result.to_dict(), result.to_frame(), result=result)
         return result
     return session._run("tune", work, background)

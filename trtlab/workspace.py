@@ -458,6 +458,16 @@ class Workspace:
         """Rename within the root (the destination must not exist)."""
         return rename(self._under(src), self._under(dst), root=self.root)
 
+    def library_file(self, path: str | os.PathLike[str], what: str) -> Path:
+        """A path under the root that a library writes itself (Optuna's study journal): its folder is made
+        here, refusing links on the way, and the file itself must not be a link; returns the checked path."""
+        p = self._under(path)
+        _parts(p, self.root)  # refuses '..' and anything outside the root
+        self.mkdir(p.parent)
+        if is_link(p):
+            raise _link_error(p, what)
+        return p
+
     def save_file(self, path: str | os.PathLike[str], data: bytes | str, result: Any = None,
                   what: str = "file") -> Path | None:
         """`write`, except that a failure warns (naming the path and why) and notes it on `result` instead of

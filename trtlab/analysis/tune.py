@@ -1,6 +1,8 @@
 """Tune: a time-budgeted search over what the backend exposes (precision, batch, backend options).
 
-The search is greedy coordinate descent: start from the default build (fp32, no options), then for each
+run_tune runs, scores and records the trials; a strategy proposes them. The default strategy is greedy
+coordinate descent (`greedy`); search="optuna" lets Optuna's sampler propose (trtlab.analysis.tune_optuna).
+The greedy search: start from the default build (fp32, no options), then for each
 dimension in order of expected impact (precision, batch, cuDNN algorithm search, NHWC, CUDA graphs, graph
 optimization, threads, other backend options) try every other value with the rest fixed at the best so far,
 and keep a change only when it scores better. Each trial is a build (from the session's cache when it
@@ -201,16 +203,25 @@ def run_tune(space: Mapping[str, Sequence[Any]], trial: Trialer, reporter: "Repo
              objective: str = "throughput", budget_s: float = 120.0, default: Mapping[str, Any] | None = None,
              confirm: bool = True, min_gain: float = 0.0,
              on_trial: Callable[[dict[str, Any]], None] | None = None,
-             stored: Iterable[Mapping[str, Any]] = ()) -> TuneResult:
-    """Greedy coordinate search over `space` within `budget_s` seconds; `trial(params, reporter)` builds and
-    benchmarks one configuration (a TrtlabError marks the trial failed). A change is kept when its score beats
-    the best by more than `min_gain` (relative). `on_trial(row)` is called as each trial finishes (to store it);
-    `stored` are rows of an earlier run with the same space and settings: a trial found there is taken from it
-    (marked resumed) instead of run again, so a resumed search retraces the stopped one, then goes on."""
+             stored: Iterable[Mapping[str, Any]] = (), search: "str | Strategy" = "greedy",
+             max_trials: int | None = None) -> TuneResult:
+    """Search `space` within `budget_s` seconds (and at most `max_trials` search trials, the default one
+    included); `trial(params, reporter)` builds and benchmarks one configuration (a TrtlabError marks the trial
+    failed). `search` is "greedy" (the coordinate search, `greedy`) or a Strategy (trtlab.analysis.tune_optuna's
+    OptunaSearch): it proposes configurations, this function runs, scores and records them. A greedy change is
+    kept when its score beats the best by more than `min_gain` (relative). `on_trial(row)` is called as each
+    trial finishes (to store it); `stored` are rows of an earlier run with the same space and settings: a trial
+    found there is taken from it (marked resumed) instead of run again, so a resumed search retraces the stopped
+    one, then goes on."""
     if objective not in OBJECTIVES:
         raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     if budget_s <= 0:
         raise ConfigError(f"budget_s must be positive seconds, got {budget_s}")
+    if max_trials is not None and max_trials < 1:
+        raise ConfigError(f"max_trials must be at least 1 (the default configuration), got {max_trials}")
+    strategy = STRATEGIES.get(search) if isinstance(search, str) else search
+    if strategy is None:
+        raise ConfigError(f"search must be one of {', '.join(STRATEGIES)} or a Strategy, got {search!r}")
     dims = list(space)
     current = {d: None for d in dims}
     current.update(default or {})
@@ -218,7 +229,6 @@ def run_tune(space: Mapping[str, Sequence[Any]], trial: Trialer, reporter: "Repo
     t_start = time.perf_counter()
     trials: list[dict[str, Any]] = []
     durations: list[float] = []
-    stopped = None
 
     def elapsed() -> float:
         return time.perf_counter() - t_start
@@ -263,29 +273,23 @@ def run_tune(space: Mapping[str, Sequence[Any]], trial: Trialer, reporter: "Repo
             on_trial(row)
         return row
 
+    def fits(params: Mapping[str, Any]) -> bool:
+        if max_trials is not None and sum(1 for t in trials if t.get("phase") == "search") >= max_trials:
+            return False
+        est = max(durations) if len(durations) < 3 else sorted(durations)[len(durations) // 2]
+        return known(params, "search") or elapsed() + est + reserve <= budget_s
+
+    def limit() -> str:
+        n = len(trials)
+        if max_trials is not None and sum(1 for t in trials if t.get("phase") == "search") >= max_trials:
+            return f"{max_trials} trials reached"
+        return f"time budget {budget_s:g} s reached after {n} trials"
+
     reporter.update(0, plan + 1, "default configuration")
     base = run_one(current, "search")
-    best_score = base.get("score", -math.inf)
     reserve = 2 * base["seconds"] if confirm and base["status"] == "ok" else 0.0
-    done = 1
-    for d in dims:
-        for value in space[d]:
-            if value == current.get(d):
-                continue
-            params = {**current, d: value}
-            est = max(durations) if len(durations) < 3 else sorted(durations)[len(durations) // 2]
-            if not known(params, "search") and elapsed() + est + reserve > budget_s:
-                stopped = f"time budget {budget_s:g} s reached after {len(trials)} trials"
-                break
-            reporter.update(done, plan + 1, f"trial {done}: {_label(params)}")
-            row = run_one(params, "search")
-            done += 1
-            if row["status"] == "ok" and row["score"] > best_score * (1 + min_gain if best_score > 0 else 1 - min_gain):
-                best_score, current = row["score"], params
-                reporter.write("info", f"tune: {_label(params)} is the best so far ({_score_text(row, objective)})",
-                               "tune")
-        if stopped:
-            break
+    ctx = SearchContext(space, dict(current), base, objective, min_gain, reporter, run_one, fits, limit, plan)
+    stopped = strategy(ctx)
     result = TuneResult(trials, objective, dims, budget_s, stopped=stopped)
     if confirm and base["status"] == "ok" and any(v is not None and v != (default or {}).get(k)
                                                   for k, v in result.best_params.items()):
@@ -304,6 +308,59 @@ def run_tune(space: Mapping[str, Sequence[Any]], trial: Trialer, reporter: "Repo
     result.elapsed_s = elapsed()
     reporter.update(plan + 1, plan + 1, result.describe())
     return result
+
+
+@dataclass
+class SearchContext:
+    """What a search strategy gets from run_tune: the space, the default trial, and `run(params, phase)` that
+    runs (or takes from the store) one trial and records it; `fits(params)` says whether the budget allows it,
+    `limit()` words the limit that stopped the search."""
+
+    space: Mapping[str, Sequence[Any]]
+    default: dict[str, Any]
+    base: dict[str, Any]
+    objective: str
+    min_gain: float
+    reporter: "Reporter"
+    run: Callable[[Mapping[str, Any], str], dict[str, Any]]
+    fits: Callable[[Mapping[str, Any]], bool]
+    limit: Callable[[], str]
+    plan: int
+
+
+Strategy = Callable[[SearchContext], "str | None"]  # runs its trials through ctx.run; returns why it stopped early
+
+
+def greedy(ctx: SearchContext) -> str | None:
+    """Coordinate search: each dimension in order, every other value with the rest at the best so far; a change
+    is kept when it beats the best by more than min_gain."""
+    current, min_gain = dict(ctx.default), ctx.min_gain
+    best_score = ctx.base.get("score", -math.inf)
+    done = 1
+    for d in ctx.space:
+        for value in ctx.space[d]:
+            if value == current.get(d):
+                continue
+            params = {**current, d: value}
+            if not ctx.fits(params):
+                return ctx.limit()
+            ctx.reporter.update(done, ctx.plan + 1, f"trial {done}: {_label(params)}")
+            row = ctx.run(params, "search")
+            done += 1
+            if row["status"] == "ok" and row["score"] > best_score * (1 + min_gain if best_score > 0 else 1 - min_gain):
+                best_score, current = row["score"], params
+                ctx.reporter.write("info", f"tune: {_label(params)} is the best so far "
+                                           f"({_score_text(row, ctx.objective)})", "tune")
+    return None
+
+
+def optuna_search(ctx: SearchContext) -> str | None:
+    """search="optuna" without a stored study (an in-memory TPE study, seed 0)."""
+    from .tune_optuna import OptunaSearch
+    return OptunaSearch()(ctx)
+
+
+STRATEGIES: dict[str, Strategy] = {"greedy": greedy, "optuna": optuna_search}
 
 
 def _label(params: Mapping[str, Any]) -> str:
