@@ -49,9 +49,10 @@ def test_optuna_search_beats_a_fixed_reference_in_a_third_of_the_grid():
         assert len({params_key(c) for c in calls}) == len(calls)
         assert calls[0] == {d: None for d in SPACE}  # the default first
         assert res.best["score"] >= reference and res.best["score"] >= 0.8 * best, seed
-    # seeded: the same search proposes the same trials; search="optuna" is seed 0
+    # seeded: the same search proposes the same trials
     trial0, calls0 = scored(TABLE)
-    run_tune(SPACE, trial0, Reporter("tune"), budget_s=1e6, confirm=False, search="optuna", max_trials=grid // 3)
+    run_tune(SPACE, trial0, Reporter("tune"), budget_s=1e6, confirm=False, search=OptunaSearch(seed=0),
+             max_trials=grid // 3)
     trial1, calls1 = scored(TABLE)
     run_tune(SPACE, trial1, Reporter("tune"), budget_s=1e6, confirm=False, search=OptunaSearch(seed=0),
              max_trials=grid // 3)
@@ -60,8 +61,9 @@ def test_optuna_search_beats_a_fixed_reference_in_a_third_of_the_grid():
 
 def test_optuna_search_stops_when_every_configuration_was_measured():
     space = {"threads": [1, 2]}
+    from trtlab.analysis.tune_optuna import OptunaSearch
     trial, calls = scored({("threads", 2): 3.0})
-    res = run_tune(space, trial, Reporter("tune"), budget_s=1e6, confirm=False, search="optuna")
+    res = run_tune(space, trial, Reporter("tune"), budget_s=1e6, confirm=False, search=OptunaSearch())
     assert sorted(params_key(c) for c in calls) == sorted(params_key({"threads": t}) for t in (None, 1, 2))
     assert res.best_params == {"threads": 2} and res.stopped is None
 
@@ -134,3 +136,15 @@ def test_a_link_planted_as_the_study_journal_is_refused(tmp_path):
     with pytest.raises(WorkspaceError, match="symbolic link"):
         s.tune(resume=True, **args)
     assert outside.stat().st_size == size
+
+
+def test_optuna_is_imported_only_by_an_optuna_search():
+    import subprocess
+    import sys
+    code = ("import sys, trtlab, trtlab.tuning, trtlab.analysis.tune; from trtlab.analysis.tune import run_tune; "
+            "from trtlab.events import Reporter; from test_tune import scored; "
+            "run_tune({'threads': [1, 2]}, scored({})[0], Reporter('t'), budget_s=10, confirm=False); "
+            "print('optuna' in sys.modules, 'ray' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=__import__("pathlib").Path(__file__).parent).stdout
+    assert out.strip() == "False False"

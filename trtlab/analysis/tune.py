@@ -354,13 +354,7 @@ def greedy(ctx: SearchContext) -> str | None:
     return None
 
 
-def optuna_search(ctx: SearchContext) -> str | None:
-    """search="optuna" without a stored study (an in-memory TPE study, seed 0)."""
-    from .tune_optuna import OptunaSearch
-    return OptunaSearch()(ctx)
-
-
-STRATEGIES: dict[str, Strategy] = {"greedy": greedy, "optuna": optuna_search}
+STRATEGIES: dict[str, Strategy] = {"greedy": greedy}  # others are objects: tune_optuna.OptunaSearch(journal, ...)
 
 
 def _label(params: Mapping[str, Any]) -> str:
