@@ -80,6 +80,13 @@ def search_space(options: Mapping[str, Any], precisions: Sequence[str], on_cuda:
     return dict(sorted(space.items(), key=lambda kv: rank.get(kv[0], len(ORDER))))
 
 
+def choices(space: Mapping[str, Sequence[Any]], default: Mapping[str, Any] | None = None) -> dict[str, list[Any]]:
+    """Every value each dimension can take in a search: None (the backend's default) and the alternatives, or
+    only the alternatives where the default is one of them (batch=[4, 64] starts at 4)."""
+    default = default or {}
+    return {d: list(v) if default.get(d) in v else [None, *v] for d, v in space.items()}
+
+
 def _alternatives(name: str, values: Sequence[Any]) -> list[Any]:
     d = KNOWN_DEFAULTS.get(name, object())
     return [v for v in values if v != d]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import ConfigError
-from .tune import SearchContext, _label, params_key
+from .tune import SearchContext, _label, choices, params_key
 
 # a sampler that keeps proposing what was measured is done: stop after this many repeats in a row
 MAX_REPEATS = 50
@@ -67,10 +67,9 @@ class OptunaSearch:
         from optuna.trial import TrialState
         study = self.study = open_study(self.journal, self.study_name, self.seed, self.sampler)
         dims = list(ctx.space)
-        # None is the backend's default; a dimension whose default is one of its values (batch=[4, 64]) has none
-        choices = {d: list(v) if ctx.default.get(d) in v else [None, *v] for d, v in ctx.space.items()}
-        dists = {d: CategoricalDistribution(c) for d, c in choices.items()}
-        total = math.prod(len(c) for c in choices.values())
+        values = choices(ctx.space, ctx.default)
+        dists = {d: CategoricalDistribution(c) for d, c in values.items()}
+        total = math.prod(len(c) for c in values.values())
 
         def full(params: Mapping[str, Any]) -> dict[str, Any]:
             return {d: params.get(d) for d in dims}
