@@ -47,22 +47,26 @@ def main(argv: list[str] | None = None) -> int:
     spec = SweepSpec.make(batches, ["fp32"], [1], None, args.iterations, None, 2, 0, {"threads": k})
     task = PointTask(WorkerModel.of(s), spec.to_dict(), {"threads": k})
 
-    @ray.remote(num_cpus=k, max_retries=0)
+    @ray.remote(num_cpus=k, max_restarts=0, max_task_retries=0)
     class Worker:
-        def __init__(self, slot: int) -> None:
+        def __init__(self, slot: int, point_task: PointTask) -> None:
+            self.task = point_task  # passed by reference to the object store: the model travels once
             mine = [cores[(slot * k + j) % len(cores)] for j in range(k)]
             os.sched_setaffinity(0, mine)  # this worker's cores; ORT's k intra-op threads stay on them
             self.cores = mine
 
         def run(self, point):
-            return task(point)
+            return self.task(point)
 
         def warm(self):  # opens the worker's session and builds every engine once, outside the timing
-            return [task(p)["status"] for p in spec.points()]
+            session = self.task.model.session()
+            return [session.build(precision=p["precision"], batch=p["batch"], threads=k).config.key
+                    for p in spec.points()]
 
+    task_ref = ray.put(task)
     rows = []
     for n in args.workers:
-        actors = [Worker.remote(i) for i in range(n)]
+        actors = [Worker.remote(i, task_ref) for i in range(n)]
         ray.get([a.warm.remote() for a in actors])
         walls = []
         for _ in range(args.repeats):
