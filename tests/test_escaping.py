@@ -114,6 +114,7 @@ def hostile(tmp_path_factory):
         "find fp32 layers": s.find_fp32_layers("fp16", tolerance=1e-7, max_steps=3),
         "sweep": s.sweep(batch=(1, 2), iterations=5, warmup=1, monitor=False),
         "tune": s.tune(budget_s=2, trial_s=0.2, precisions=["fp32"]),
+        "pareto": s.pareto(candidates=["fp16"], pins=[0, 1], trial_s=0.05, warmup=1),
         "thread safety": s.check_thread_safety(eng, threads=2, iterations=3),
         "effective precision": s.build("fp16", batch=1).effective_precision(),
     }
@@ -163,7 +164,7 @@ def test_every_result_type_with_html_is_covered(hostile):
 
 @pytest.mark.parametrize("kind", ["session", "info", "environment", "engine", "benchmark", "profile", "compare",
                                   "range report", "find fp32 layers", "sweep", "tune", "thread safety",
-                                  "trtexec profile", "trtexec benchmark"])
+                                  "trtexec profile", "trtexec benchmark", "pareto"])
 def test_repr_html_escapes_every_name(hostile, kind):
     text = hostile["results"][kind]._repr_html_()
     assert not raw_tags(text), f"{kind}: a name became markup: {raw_tags(text)}\n{text[:2000]}"
@@ -226,6 +227,7 @@ def hostile_figures(results: dict[str, Any]) -> dict[str, go.Figure]:
         "error growth": plots.error_growth(cmp, divergence=div or cmp["tensor"].iloc[2]),
         "fp16 range counts": plots.fp16_range_counts(results["range report"].to_frame()),
         "empty": plots.empty_figure("not drawn", f"no column {IMG}"),
+        "pareto front": results["pareto"].figure(),
     }
     tp = results["trtexec profile"]
     figs["trtexec layer timings"] = plots.layer_timings(tp.frame, top=20)

@@ -434,3 +434,99 @@ def parser_report(session: "Session", precision: str, **build_args: Any):
     if backend.has_parser_report:  # otherwise the base contract refuses, naming the backend
         variant = session._engine_cache.make_variant(session.make_config(precision, **build_args))
     return backend.parser_report(session.model, variant)
+
+
+def pareto(session: "Session", candidates: Iterable[str], pins: Iterable[int], batch: Iterable[int] | int | None,
+           metric: Any, data: Any, labels: Any, objective: str, trial_s: float, warmup: int, max_points: int,
+           seed: int, background: bool, **build_args: Any):
+    """Accuracy and speed of every (precision, top-k fp32 pins, batch) point, each stored as it is measured;
+    the non-dominated ones flagged. Pins are the top-k nodes of find_fp32_layers' ranking (error_gain_ranking
+    of a layer-wise compare). Accuracy is compare()'s `metric` on the worst model output against fp32 over
+    `data` (or, with labels, evaluate()'s `metric`); speed is a benchmark of `trial_s` seconds. A space of more
+    than `max_points` points is sampled by Optuna's NSGA-II (multi-objective), max_points of them."""
+    from .analysis.find_fp32 import error_gain_ranking
+    from .analysis.pareto import SPEED, ParetoResult
+    from .analysis.trials import TrialStore
+    if objective not in SPEED:
+        from .errors import ConfigError
+        raise ConfigError(f"objective must be one of {', '.join(SPEED)}, got {objective!r}")
+
+    def work(rep: Reporter):
+        batches = list(lab_batches(session, data, None, seed, None)[0]) if labels is None else None
+        b0 = batch_of(batches[0]) if batches else None
+        sizes = [int(batch)] if isinstance(batch, int) else [int(x) for x in batch] if batch else [b0 or 1]
+        cands = [c for c in candidates if c != "fp32"]
+        ks = sorted({int(k) for k in pins})
+        space = [("fp32", 0, b) for b in sizes] + [(c, k, b) for c in cands for k in ks for b in sizes]
+        accuracy_name = metric if isinstance(metric, str) else getattr(metric, "__name__", "metric")
+        goal = "min" if labels is None else "max"
+        store = TrialStore(session.workspace, "pareto", "pareto", {
+            "space": space, "metric": accuracy_name, "objective": objective, "trial_s": trial_s,
+            "data": batches_digest(batches) if batches else None, "seed": seed, "build": build_args})
+        store.start(False)
+        ranking: dict[str, list[str]] = {}
+        accuracy: dict[tuple[str, int], float] = {}
+
+        def spec(prec: str, k: int) -> dict[str, Any]:
+            if k and prec not in ranking:
+                comp = session.compare({**build_args, "precision": "fp32"}, {**build_args, "precision": prec},
+                                       outputs="all", data=batches or data, batch=b0)
+                ranking[prec] = error_gain_ranking(comp.frame, session.model.proto.graph.node)
+            return {**build_args, "precision": prec, **({"fp32_layers": ranking[prec][:k]} if k else {})}
+
+        def acc(prec: str, k: int) -> float:
+            if (prec, k) not in accuracy:
+                if labels is not None:
+                    frame = session.evaluate(data, labels, metric, precisions=[spec(prec, k)])
+                    accuracy[(prec, k)] = float(frame["value"].iloc[0])
+                elif prec == "fp32":
+                    accuracy[(prec, k)] = 0.0
+                else:
+                    comp = session.compare({**build_args, "precision": "fp32"}, spec(prec, k), outputs=None,
+                                           data=batches, batch=b0)
+                    names = [o.name for o in session.model.outputs]
+                    accuracy[(prec, k)] = float(comp.frame.set_index("tensor").loc[names, metric].max())
+            return accuracy[(prec, k)]
+        rows: list[dict[str, Any]] = []
+
+        def measure(point: tuple[str, int, int]) -> dict[str, Any]:
+            prec, k, b = point
+            rep.update(len(rows), min(len(space), max_points), f"pareto point {prec}, {k} pins, batch {b}")
+            s = spec(prec, k)
+            a = acc(prec, k)
+            res = session.benchmark({**s, "batch": b}, duration=trial_s, warmup=warmup)
+            summ = res.summary()
+            row = {"label": f"{prec}" + (f" +{k} fp32 pins" if k else "") + f" b{b}", "precision": prec,
+                   "pins": k, "fp32_layers": list(s.get("fp32_layers", [])), "batch": b, "accuracy": a,
+                   "latency_median_ms": summ["latency_median_ms"], "samples_per_s": res.samples_per_s}
+            rows.append(row)
+            store.append(row)
+            return row
+        notes = []
+        if len(space) <= max_points:
+            for point in space:
+                measure(point)
+        else:
+            from .analysis.tune_optuna import open_study
+            col, sgoal, _ = SPEED[objective]
+            study = open_study(None, store.id, seed, directions=(
+                "minimize" if goal == "min" else "maximize", "minimize" if sgoal == "min" else "maximize"))
+            from optuna.distributions import CategoricalDistribution
+            dist = {"point": CategoricalDistribution(list(range(len(space))))}
+            for i in range(len(sizes)):
+                study.enqueue_trial({"point": i})  # the fp32 references first
+            seen: dict[int, dict[str, Any]] = {}
+            asks = 0
+            while len(seen) < max_points and asks < 20 * max_points:
+                asks += 1
+                t = study.ask(dist)
+                i = t.params["point"]
+                row = seen.get(i) or measure(space[i])
+                seen[i] = row
+                study.tell(t, [row["accuracy"], row[col]])
+            notes.append(f"{len(space)} points in the space: {len(rows)} sampled by Optuna's NSGA-II")
+        result = ParetoResult.of(rows, accuracy_name, goal, objective, notes)
+        session.workspace.save_result("pareto", result.to_dict(), result.frame, result=result)
+        rep.write("info", repr(result), "precision")
+        return result
+    return session._run("pareto", work, background)

@@ -517,3 +517,34 @@ def throughput_vs_batch(sweep_frame: pd.DataFrame, x: str = "batch", y: str = "t
 __all__ = ["deviation_ratio", "empty_figure", "error_growth", "fp16_range_counts",
            "latency_histogram", "latency_timeline", "layer_comparison", "layer_timings", "monitor_groups",
            "monitor_timeline", "op_type_breakdown", "throughput_vs_batch"]
+
+
+def pareto_front(points_frame: pd.DataFrame, accuracy: str = "rel_rms_err", objective: str = "latency",
+                 title: str | None = None) -> go.Figure:
+    """Accuracy (y) against speed (x) of every point of a ParetoResult frame: the non-dominated points joined in
+    order of speed, the fp32 reference points marked with a star."""
+    col, unit = ("latency_median_ms", "ms") if objective == "latency" else ("samples_per_s", "samples/s")
+    _require(points_frame, ["label", "accuracy", "pareto", "precision", col], "pareto points")
+    f = points_frame
+
+    def hover(rows: pd.DataFrame) -> list[str]:  # the label and the pinned node names (escaped: names are untrusted)
+        pins = rows["fp32_layers"] if "fp32_layers" in rows else [None] * len(rows)
+        return [plot_text(f"{lab}; fp32 pins: {', '.join(map(str, p))}" if isinstance(p, (list, tuple)) and p
+                          else str(lab)) for lab, p in zip(rows["label"], pins)]
+    fig = go.Figure()
+    ref = f["precision"] == "fp32"
+    fig.add_trace(go.Scatter(x=f.loc[~ref, col], y=f.loc[~ref, "accuracy"], mode="markers", name="points",
+                             text=hover(f[~ref]), marker=dict(size=9)))
+    front = f[f["pareto"]].sort_values(col)
+    fig.add_trace(go.Scatter(x=front[col], y=front["accuracy"], mode="lines+markers", name="Pareto front",
+                             text=hover(front), line=dict(dash="dot")))
+    fig.add_trace(go.Scatter(x=f.loc[ref, col], y=f.loc[ref, "accuracy"], mode="markers", name="fp32 reference",
+                             text=hover(f[ref]),
+                             marker=dict(symbol="star", size=14, color="black")))
+    speed = "median latency (ms)" if objective == "latency" else f"throughput ({unit})"
+    acc = f"{accuracy} (%, higher is better)" if accuracy in ("top1", "top5") else \
+        f"{accuracy} of the worst model output against fp32 (ratio, lower is better)" if accuracy.endswith("_err") \
+        else f"{accuracy} (metric value)"
+    fig.update_layout(title=title or f"Accuracy against speed: {accuracy} / {objective}",
+                      xaxis_title=speed, yaxis_title=acc, hovermode="closest")
+    return fig

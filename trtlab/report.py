@@ -200,6 +200,18 @@ def write_report(session: "Session", path: str | Path = "report.html", title: st
                     ok, color="precision" if "precision" in ok else None)))
             sw.append(table(frame) if frame is not None else table(pd.DataFrame([_scalars(rec)])))
 
+    fronts = by_kind.pop("pareto", [])
+    if fronts:
+        pf = rb.section("pareto", "Accuracy against speed (Pareto front)")
+        for rec in fronts[-MAX_PER_SECTION:]:
+            points = pd.DataFrame(rec.get("points") or [])
+            pf.append(f"<h3>pareto <span class='muted'>{esc(rec['id'])}</span></h3>"
+                      f"<p>{esc(str(rec.get('describe', '')))}</p>")
+            if not points.empty:
+                _guard(pf, "Pareto front", lambda p=points, r=rec: rb.figure(plots.pareto_front(
+                    p, str(r.get("accuracy", "rel_rms_err")), str(r.get("objective", "latency")))))
+                pf.append(table(points))
+
     if by_kind:  # comparisons and any other analysis: the stored table, with precision charts where they fit
         cmp = rb.section("comparisons", "Comparisons and other results")
         for kind, recs in by_kind.items():

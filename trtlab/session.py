@@ -284,6 +284,18 @@ class Session:
         flags a drop of more than 1 point against fp32 (TensorRT FAQ 14). Written to the workspace."""
         return lab.evaluate(self, data, labels, metric, precisions, output, background, **build_args)
 
+    def pareto(self, candidates: Iterable[str] = ("fp16",), pins: Iterable[int] = (0, 2, 4),
+               batch: Iterable[int] | int | None = None, metric: Any = "rel_rms_err", data: Any = None,
+               labels: Any = None, objective: str = "latency", trial_s: float = 0.3, warmup: int = 5,
+               max_points: int = 32, seed: int = 0, background: bool = False, **build_args: Any):
+        """Accuracy against speed for precision variants x fp32 pins (the top-k of find_fp32_layers' ranking) x
+        batch: accuracy is compare()'s `metric` of the worst model output against fp32 over `data` (with labels:
+        evaluate()'s `metric`), speed a benchmark; `.front` is the non-dominated set, `.figure()` the chart
+        (fp32 marked). More than max_points points: Optuna's NSGA-II picks max_points. Stored as measured.
+        build_args (shapes=, dims=) hold for every engine built."""
+        return lab.pareto(self, candidates, pins, batch, metric, data, labels, objective, trial_s, warmup,
+                          max_points, seed, background, **build_args)
+
     def parser_report(self, precision: str = "fp32", **build_args: Any):
         """Per ONNX node of the variant: supported by the TensorRT parser or not, with the parser's reason."""
         return lab.parser_report(self, precision, **build_args)
