@@ -14,9 +14,10 @@ from trtlab.errors import CancelledError, WorkspaceError
 from trtlab.events import Reporter
 from trtlab.session import Session
 
+from conftest import installed
 from test_tune import scored
 
-optuna = pytest.importorskip("optuna")
+optuna = installed("optuna", "Optuna", 'pip install -e ".[optuna]"', module_level=True)
 
 SPACE = {"precision": ["fp16", "bf16"], "graph_optimization": ["basic", "disable", "extended"],
          "threads": [1, 2, 4]}
