@@ -13,21 +13,11 @@ import pytest
 
 import trtlab
 from conftest import tensorrt_rtx_bindings
-from corpus import CorpusError, get
 from trtlab.backends.ort_optimized import optimized_graph
 from trtlab.nodemap import layer_name_nodes, metadata_nodes, resolve_names
 from trtlab.tables import compare_layers, compare_nodes
 
 DATA = Path(__file__).resolve().parent / "data" / "trtexec"
-
-
-def fetched(model_id):
-    m = get(model_id)
-    try:
-        m.fetch()
-    except CorpusError as e:
-        pytest.fail(f"the real-model corpus could not be fetched: {e}")
-    return m
 
 
 def executed_nodes(proto: onnx.ModelProto) -> list[str]:
@@ -45,7 +35,7 @@ def executed_nodes(proto: onnx.ModelProto) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def cls_profiles(tmp_path_factory):
+def cls_profiles(tmp_path_factory, fetched):
     m = fetched("ppocr_cls")
     s = trtlab.Session(str(m.path), workspace=tmp_path_factory.mktemp("ws"))
     feeds = m.feeds()[0]
@@ -56,7 +46,7 @@ def cls_profiles(tmp_path_factory):
 
 
 @pytest.mark.corpus
-def test_fp32_and_fp16_profiles_of_a_real_model_pair_every_executed_node(cls_profiles):
+def test_fp32_and_fp16_profiles_of_a_real_model_pair_every_executed_node(cls_profiles, fetched):
     s, _e32, _e16, p32, p16 = cls_profiles
     source = onnx.load(str(fetched("ppocr_cls").path))
     trtlab.model.name_nodes(source)
@@ -136,7 +126,7 @@ def test_fp16_casts_fold_onto_the_node_they_serve(cls_profiles):
 
 
 @pytest.mark.corpus
-def test_rtx_build_layers_name_the_source_nodes_they_cover(tmp_path):
+def test_rtx_build_layers_name_the_source_nodes_they_cover(tmp_path, fetched):
     tensorrt_rtx_bindings()  # the real builder: skipped without it here, a failure under CI=true
     m = fetched("zoo_resnet50")
     s = trtlab.Session(str(m.path), backend="tensorrt-rtx", workspace=tmp_path)
@@ -155,15 +145,15 @@ def test_rtx_build_layers_name_the_source_nodes_they_cover(tmp_path):
     assert [ops[n] for n in conv["fused_from"]] == ["Conv", "BatchNormalization", "Relu"]
 
 
-def _ort_resnet50(tmp_path):
+def _ort_resnet50(tmp_path, fetched):
     m = fetched("zoo_resnet50")
     s = trtlab.Session(str(m.path), workspace=tmp_path)
     return m, s.profile_layers(s.build("fp32", batch=1), runs=1, warmup=1)
 
 
 @pytest.mark.corpus
-def test_trtexec_detailed_export_lines_up_with_an_ort_profile_of_the_same_model(tmp_path):
-    m, ort_p = _ort_resnet50(tmp_path)
+def test_trtexec_detailed_export_lines_up_with_an_ort_profile_of_the_same_model(tmp_path, fetched):
+    m, ort_p = _ort_resnet50(tmp_path, fetched)
     rep = trtlab.load_trtexec(DATA / "resnet50-rtx-fp16", model=str(m.path))
     trt_p = rep.profile()
     source = onnx.load(str(m.path))
