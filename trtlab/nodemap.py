@@ -89,33 +89,23 @@ def variant_origin(source: Any, variant: Any) -> dict[str, str]:
                 readers.setdefault(t, []).append(n)
     origin = {name: name for name in all_node_names(variant) if name in known}
 
-    def forward(node: Any) -> str | None:
+    def nearest_known(node: Any, step: Any) -> str | None:
+        """Breadth-first from `node` along `step(node)` (its readers or its producers): the first known node."""
         seen, queue = {node.name}, deque([node])
         while queue:
-            cur = queue.popleft()
-            for t in cur.output:
-                for r in readers.get(t, []):
-                    if r.name in known:
-                        return r.name
-                    if r.name not in seen:
-                        seen.add(r.name)
-                        queue.append(r)
+            for nxt in step(queue.popleft()):
+                if nxt.name in known:
+                    return nxt.name
+                if nxt.name not in seen:
+                    seen.add(nxt.name)
+                    queue.append(nxt)
         return None
 
+    def forward(node: Any) -> str | None:
+        return nearest_known(node, lambda cur: (r for t in cur.output for r in readers.get(t, [])))
+
     def backward(node: Any) -> str | None:
-        seen, queue = {node.name}, deque([node])
-        while queue:
-            cur = queue.popleft()
-            for t in cur.input:
-                p = producer.get(t)
-                if p is None:
-                    continue
-                if p.name in known:
-                    return p.name
-                if p.name not in seen:
-                    seen.add(p.name)
-                    queue.append(p)
-        return None
+        return nearest_known(node, lambda cur: (producer[t] for t in cur.input if t in producer))
 
     for n in nodes:
         if n.name not in origin:
